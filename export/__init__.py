@@ -1,0 +1,1 @@
+"""Turning trained generators into ONNX and TensorRT artifacts."""

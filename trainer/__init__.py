@@ -1,0 +1,3 @@
+"""Training one-shot image + mask GANs (One-Shot GAN / SIV-GAN with the OSMIS mask branch)."""
+
+__version__ = "0.1.0"

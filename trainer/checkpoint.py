@@ -1,0 +1,140 @@
+"""Complete, resumable checkpoints in safetensors (no pickle), written atomically.
+
+One file per checkpoint, `checkpoints/ckpt-<iteration>.safetensors`, holds tensors under prefixes
+`G.`, `D.`, `G_ema.`, `opt_G.`, `opt_D.` (optimizer state tensors) and `rng.` (RNG states). The iteration and
+the optimizers' non-tensor state (param groups, step counts) live in the file's string metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .generator import Generator
+
+CKPT_RE = re.compile(r"ckpt-(\d{9})\.safetensors$")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            tensors[f"{prefix}.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors, {"param_groups": sd["param_groups"], "state_keys": {str(i): list(s) for i, s in sd["state"].items()}}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], prefix: str, meta: dict) -> dict:
+    state = {int(i): {k: tensors[f"{prefix}.{i}.{k}"] for k in keys} for i, keys in meta["state_keys"].items()}
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _prefixed(prefix: str, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in sd.items()}
+
+
+def _strip(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def rng_states() -> dict[str, torch.Tensor]:
+    states = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"rng.cuda{i}"] = s
+    return states
+
+
+def set_rng_states(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda"))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(ckpt_dir: Path, iteration: int, G, D, G_ema, opt_G, opt_D, keep: int) -> Path:
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {**_prefixed("G", G.state_dict()), **_prefixed("D", D.state_dict()),
+               **_prefixed("G_ema", G_ema.state_dict()), **rng_states()}
+    t_g, meta_g = _optimizer_tensors(opt_G, "opt_G")
+    t_d, meta_d = _optimizer_tensors(opt_D, "opt_D")
+    tensors.update(t_g)
+    tensors.update(t_d)
+    meta = {"iteration": str(iteration), "opt_G": json.dumps(meta_g), "opt_D": json.dumps(meta_d),
+            "format": "oneshot-gan-checkpoint/1"}
+    path = ckpt_dir / f"ckpt-{iteration:09d}.safetensors"
+    atomic_save_tensors(path, tensors, meta)
+    for old in list_checkpoints(ckpt_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[Path]:
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(p for p in ckpt_dir.iterdir() if CKPT_RE.search(p.name))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def load_checkpoint(path: Path, G, D, G_ema, opt_G, opt_D) -> int:
+    """Restore everything (strictly) and return the iteration the checkpoint was taken after."""
+    tensors = load_file(str(path))
+    meta = read_metadata(path)
+    G.load_state_dict(_strip("G", tensors), strict=True)
+    D.load_state_dict(_strip("D", tensors), strict=True)
+    G_ema.load_state_dict(_strip("G_ema", tensors), strict=True)
+    opt_G.load_state_dict(_optimizer_state(tensors, "opt_G", json.loads(meta["opt_G"])))
+    opt_D.load_state_dict(_optimizer_state(tensors, "opt_D", json.loads(meta["opt_D"])))
+    set_rng_states(tensors)
+    return int(meta["iteration"])
+
+
+def load_ema_generator(path: Path, G: Generator) -> Generator:
+    """Load only the EMA generator weights from a checkpoint (for sampling and export)."""
+    G.load_state_dict(_strip("G_ema", load_file(str(path))), strict=True)
+    return G

@@ -1,0 +1,205 @@
+"""`trainer` command line: fit, resume, describe."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, auto_config, parse_size
+from .data import DataError, load_scene, to_training_arrays
+
+RUN_FILES = ("config.json", "data.safetensors", "losses.jsonl", "preview.png", "checkpoints", "previews")
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked."""
+
+
+def user_errors(fn):
+    """User mistakes end in one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (DataError, ConfigError, RunError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except RuntimeError as e:
+            if str(e).startswith("--device"):
+                click.echo(f"error: {e}", err=True)
+                sys.exit(1)
+            raise
+
+    return wrapper
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="oneshot-gan")
+def main() -> None:
+    """Train one-shot image + segmentation-mask GANs from a single image or video."""
+    warnings.showwarning = _show_warning
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise RunError(f"{out}: folder is not empty (continue it with `trainer resume {out}`, "
+                           "or pass --overwrite to start over)")
+        if not (out / "config.json").exists():
+            raise RunError(f"{out}: not a run folder (no config.json); --overwrite only replaces runs")
+
+
+def _clear_run(out: Path) -> None:
+    for name in RUN_FILES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--mask", type=click.Path(path_type=Path), help="Mask image, or folder of masks matched by file stem.")
+@click.option("--classes", "classes_file", type=click.Path(path_type=Path), help="Class names, one per line, background first.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create.")
+@click.option("--max-size", default=320, show_default=True, help="Longer side of the training image, in pixels.")
+@click.option("--iters", default=100_000, show_default=True)
+@click.option("--batch-size", default=5, show_default=True)
+@click.option("--width", "width_mult", default=1.0, show_default=True, help="Channel multiplier (1.0 = reference widths).")
+@click.option("--aug-prob", default=0.7, show_default=True)
+@click.option("--lambda-dr", default=0.15, show_default=True)
+@click.option("--ema-decay", default=0.9999, show_default=True)
+@click.option("--bernoulli-warmup", type=int, default=None, help="Iterations of Bernoulli masks [15,000 x iters/100,000].")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--save-every", default=5000, show_default=True)
+@click.option("--preview-every", default=5000, show_default=True)
+@click.option("--log-every", default=10, show_default=True, help="Write losses.jsonl every N iterations.")
+@click.option("--keep", default=3, show_default=True, help="Checkpoints to keep.")
+@click.option("--no-masks", is_flag=True, help="Ignore masks: train the image-only model.")
+@click.option("--every", default=1, show_default=True, help="Video / frame folder: take every N-th frame.")
+@click.option("--max-frames", type=int, default=None, help="Video / frame folder: at most N frames.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult, aug_prob, lambda_dr, ema_decay,
+        bernoulli_warmup, seed, device, precision, save_every, preview_every, log_every, keep, no_masks, every,
+        max_frames, overwrite, quiet):
+    """Train a scene from SOURCE: an image, a folder of frames, or a video file."""
+    from .train import TrainConfig, Trainer, to_float_images, write_run
+
+    for name, value in (("--iters", iters), ("--batch-size", batch_size), ("--save-every", save_every),
+                        ("--preview-every", preview_every), ("--log-every", log_every), ("--every", every)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
+    _check_out(out, overwrite)
+    scene = load_scene(source, mask, every=every, max_frames=max_frames, class_names_file=classes_file,
+                       use_masks=not no_masks)
+    h, w = scene.size
+    try:
+        model_cfg = auto_config(h, w, max_size=max_size, num_classes=scene.num_classes, width_mult=width_mult)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e} (image {w}x{h}, --max-size {max_size})") from None
+    train_cfg = TrainConfig(iters=iters, batch_size=batch_size, aug_prob=aug_prob, lambda_dr=lambda_dr,
+                            ema_decay=ema_decay, bernoulli_warmup=bernoulli_warmup, seed=seed, device=device,
+                            precision=precision, save_every=save_every, preview_every=preview_every,
+                            keep=keep, log_every=log_every).resolved()
+    images, masks = to_training_arrays(scene, model_cfg.height, model_cfg.width)
+    data_info = {"source": str(Path(source).resolve()), "mask": str(Path(mask).resolve()) if mask and not no_masks else None,
+                 "frames": scene.names, "source_size": [h, w], "fingerprint": scene.fingerprint,
+                 "mask_encoding": scene.mask_encoding, "class_names": scene.class_names,
+                 "palette": scene.palette, "source_ids": scene.source_ids, "every": every, "max_frames": max_frames}
+    trainer = Trainer(out, model_cfg, train_cfg, to_float_images(images), masks, scene.palette or None)
+    if overwrite:
+        _clear_run(out)
+    write_run(out, model_cfg, train_cfg, data_info, images, masks)
+    if not quiet:
+        click.echo(f"training {model_cfg.height}x{model_cfg.width} (grid {model_cfg.grid_h}x{model_cfg.grid_w}, "
+                   f"{len(scene.frames)} frame(s), {scene.num_classes or 'no'} classes) on {trainer.device} -> {out}",
+                   err=True)
+    _run(trainer, out, quiet)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--iters", type=int, default=None, help="New total number of iterations.")
+@click.option("-q", "--quiet", is_flag=True)
+@user_errors
+def resume(run_dir, iters, quiet):
+    """Continue the run in RUN_DIR from its latest checkpoint."""
+    from .config import ModelConfig
+    from .train import CONFIG_FORMAT, TrainConfig, Trainer, read_run, to_float_images
+
+    if not (run_dir / "config.json").is_file():
+        raise RunError(f"{run_dir}: not a run folder (no config.json)")
+    try:
+        config, images, masks = read_run(run_dir)
+        if config.get("format") != CONFIG_FORMAT:
+            raise RunError(f"{run_dir / 'config.json'}: unknown format {config.get('format')!r}")
+        model_cfg = ModelConfig.from_dict(config["model"])
+        train_cfg = TrainConfig(**config["train"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if isinstance(e, RunError):
+            raise
+        raise RunError(f"{run_dir}: cannot read the run ({e.__class__.__name__}: {e})") from None
+    if iters is not None:
+        if iters < 1:
+            raise ConfigError(f"--iters must be at least 1, got {iters}")
+        train_cfg = TrainConfig(**{**asdict(train_cfg), "iters": iters})
+    trainer = Trainer(run_dir, model_cfg, train_cfg, to_float_images(images), masks,
+                      config["data"].get("palette") or None)
+    start = trainer.restore_latest()
+    if iters is not None:
+        config["train"]["iters"] = iters
+        from .checkpoint import atomic_write_text
+        atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    if not quiet:
+        click.echo(f"resuming {run_dir} at iteration {start} of {train_cfg.iters}", err=True)
+    _run(trainer, run_dir, quiet)
+
+
+def _run(trainer, out: Path, quiet: bool) -> None:
+    if not trainer.fit(quiet=quiet):
+        click.echo(f"interrupted: checkpoint saved at iteration {trainer.iteration}; "
+                   f"continue with `trainer resume {out}`", err=True)
+        sys.exit(130)
+    if not quiet:
+        click.echo(f"done: {trainer.iteration} iterations in {out}", err=True)
+
+
+@main.command()
+@click.option("--size", required=True, help="Image size HxW (before --max-size capping).")
+@click.option("--classes", default=0, show_default=True, help="Mask classes including background (0 = no masks).")
+@click.option("--width", "width_mult", default=1.0, show_default=True)
+@click.option("--max-size", type=int, default=None, help="Cap the longer side first, as fit does.")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def describe(size, classes, width_mult, max_size, as_json):
+    """Print the architecture a training image of this size would get."""
+    from .describe import describe_size, format_text
+
+    h, w = parse_size(size)
+    info = describe_size(h, w, classes=classes, width_mult=width_mult, max_size=max_size)
+    click.echo(json.dumps(info, indent=2) if as_json else format_text(info))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Architecture configuration derived from the training image size (architecture.md §0).
+
+The reference picks the number of generator blocks g as the first g >= 5 for which both sides divided by
+2^(g-1) lie in [3, 7]. Sizes too small for 5 blocks are not supported by the reference; we extend the table
+downwards (g = 4, 3) only when no g >= 5 fits, so every reference configuration is reproduced unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+NOISE_DIM = 64
+BASE_CHANNELS = 32
+G_CHANNEL_MULT = [8, 8, 8, 8, 8, 8, 8, 4, 2, 1]
+D_CHANNEL_MULT = [1, 2, 4, 8, 8, 8, 8, 8, 8]
+# generator blocks -> (discriminator blocks, of which low-level). 3 and 4 are our extension for tiny sizes.
+D_BLOCKS = {3: (4, 1), 4: (5, 2), 5: (6, 2), 6: (7, 3), 7: (7, 3), 8: (7, 4), 9: (8, 4)}
+REFERENCE_MIN_BLOCKS = 5
+MIN_BLOCKS = 3
+MAX_BLOCKS = 9
+GRID_MIN, GRID_MAX = 3, 7
+
+
+class ConfigError(ValueError):
+    """A size or option that cannot be turned into a model."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild G and D; serialised into config.json."""
+
+    height: int  # training resolution = grid * 2^(g_blocks-1)
+    width: int
+    grid_h: int
+    grid_w: int
+    g_blocks: int
+    d_blocks: int
+    d_lowlevel: int
+    num_classes: int = 0  # mask channels including background; 0 = no mask branch
+    width_mult: float = 1.0
+    noise_dim: int = NOISE_DIM
+
+    @property
+    def has_masks(self) -> bool:
+        return self.num_classes > 0
+
+    def g_channels(self) -> list[int]:
+        """Channels of the first layer's output followed by every block's output (g+1 entries)."""
+        mult = G_CHANNEL_MULT[-(self.g_blocks + 1):]
+        return [_scaled(m * BASE_CHANNELS, self.width_mult) for m in mult]
+
+    def d_channels(self) -> list[int]:
+        """from_rgb output, then every D block's output (d_blocks+1 entries); content entries doubled with masks."""
+        ch = [_scaled(m * BASE_CHANNELS, self.width_mult) for m in D_CHANNEL_MULT[: self.d_blocks + 1]]
+        if self.has_masks:
+            for i in range(self.d_lowlevel + 1, self.d_blocks):
+                ch[i] *= 2
+        return ch
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def _scaled(channels: int, mult: float) -> int:
+    # Keep at least 8 channels so that the D's injection convs (C/8) never vanish.
+    return max(8, int(round(channels * mult)))
+
+
+def capped_size(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """Cap the longer side at max_size, keep the aspect, truncate to int (the reference's rule)."""
+    scale = min(1.0, max_size / max(height, width))
+    return int(height * scale), int(width * scale)
+
+
+def choose_blocks(height: int, width: int) -> int:
+    """Number of generator blocks g for an (already capped) size, or ConfigError."""
+    order = list(range(REFERENCE_MIN_BLOCKS, MAX_BLOCKS + 1)) + list(range(REFERENCE_MIN_BLOCKS - 1, MIN_BLOCKS - 1, -1))
+    for g in order:
+        f = 2 ** (g - 1)
+        if GRID_MIN <= height / f <= GRID_MAX and GRID_MIN <= width / f <= GRID_MAX:
+            return g
+    smallest = GRID_MIN * 2 ** (MIN_BLOCKS - 1)
+    if min(height, width) < smallest:
+        raise ConfigError(
+            f"{height}x{width} is too small: the smallest generator ({MIN_BLOCKS} blocks) needs both sides >= {smallest} px"
+        )
+    raise ConfigError(f"{height}x{width}: no generator depth gives a latent grid within {GRID_MIN}..{GRID_MAX} on both sides "
+                      f"(aspect ratio above {GRID_MAX / GRID_MIN:.2f} is not supported)")
+
+
+def auto_config(height: int, width: int, max_size: int | None = None, num_classes: int = 0,
+                width_mult: float = 1.0) -> ModelConfig:
+    """The reference's automatic configuration for an image of height x width pixels."""
+    if max_size is not None:
+        height, width = capped_size(height, width, max_size)
+    if width_mult <= 0:
+        raise ConfigError(f"--width must be positive, got {width_mult}")
+    if num_classes == 1 or num_classes > 255:
+        raise ConfigError(f"a mask needs 2..255 classes including background, got {num_classes}")
+    g = choose_blocks(height, width)
+    f = 2 ** (g - 1)
+    gh, gw = round(height / f), round(width / f)
+    d_blocks, d_ll = D_BLOCKS[g]
+    return ModelConfig(height=gh * f, width=gw * f, grid_h=gh, grid_w=gw, g_blocks=g, d_blocks=d_blocks,
+                       d_lowlevel=d_ll, num_classes=num_classes, width_mult=width_mult)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'192x320' -> (192, 320)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"size must look like HxW (e.g. 192x320), got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+def upscale(g_blocks: int) -> int:
+    return 2 ** (g_blocks - 1)

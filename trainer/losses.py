@@ -1,0 +1,73 @@
+"""Adversarial losses per discriminator branch, the masked-content-attention classifier loss and the
+diversity regularisation (architecture.md §2-3)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .discriminator import DOutput
+
+LOWLEVEL_WEIGHT, CONTENT_WEIGHT, LAYOUT_WEIGHT = 1.0, 0.5, 0.5
+
+
+def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits, target, dtype=torch.float32))
+
+
+def mca_targets(small_mask: torch.Tensor, fake_class: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and weights of the M*B class-major content vectors.
+
+    small_mask: (B, M, h, w) one-hot at the feature resolution. Real vectors (and the G step) are labelled
+    with their class c and weighted 1 / (pixels of class c in the batch); the D's fake step labels every
+    vector M ("fake") with weight 1. Vectors of a class absent from their own sample carry no information
+    and get weight 0.
+    """
+    b, m = small_mask.shape[:2]
+    pixels = small_mask.detach().float().sum((2, 3))  # (B, M)
+    present = (pixels > 0).t().reshape(-1)  # class-major, like the vectors
+    if fake_class:
+        targets = torch.full((m * b,), m, dtype=torch.long, device=small_mask.device)
+        weights = present.float()
+    else:
+        targets = torch.arange(m, device=small_mask.device).repeat_interleave(b)
+        per_class = pixels.sum(0)
+        inv = torch.where(per_class > 0, 1.0 / per_class.clamp(min=1), torch.zeros_like(per_class))
+        weights = inv.repeat_interleave(b) * present.float()
+    return targets, weights
+
+
+def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    per = F.cross_entropy(logits.float(), targets, reduction="none")
+    return (per * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+def adversarial(out: DOutput, real: bool, n_blocks: int, small_mask: torch.Tensor | None = None,
+                fake_class: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum of per-block losses, weighted low-level : content : layout = 1 : 0.5 : 0.5, each / n_blocks.
+
+    real=True asks the outputs to look real (D on reals, and the G step); with masks the content branch uses
+    the MCA classifier, whose targets are the segments' classes unless fake_class (D on fakes).
+    """
+    target = 1.0 if real else 0.0
+    ll = sum(bce(x, target) for x in out.lowlevel)
+    lay = sum(bce(x, target) for x in out.layout)
+    if small_mask is None:
+        con = sum(bce(x, target) for x in out.content)
+    else:
+        t, w = mca_targets(small_mask, fake_class)
+        con = sum(weighted_ce(x, t, w) for x in out.content)
+    total = (LOWLEVEL_WEIGHT * ll + CONTENT_WEIGHT * con + LAYOUT_WEIGHT * lay) / n_blocks
+    return total, {"lowlevel": float(ll.detach()), "content": float(con.detach()), "layout": float(lay.detach())}
+
+
+def diversity(features: list[torch.Tensor]) -> torch.Tensor:
+    """Mean L1 distance between the features of every pair of samples, summed over pairs and levels, times
+    2 / (g (g-1)) with g levels (the reference's normalisation). G maximises it (it is subtracted)."""
+    g = len(features)
+    b = features[0].shape[0]
+    if b < 2 or g < 2:
+        return features[0].new_zeros(())
+    i, j = torch.triu_indices(b, b, offset=1, device=features[0].device)
+    total = sum((f[i] - f[j]).abs().float().flatten(1).mean(1).sum() for f in features)
+    return total * 2.0 / (g * (g - 1))

@@ -1,0 +1,276 @@
+"""The training loop: one G step, one D step (real and fake pass), then the EMA update, per iteration.
+
+A run directory holds config.json, data.safetensors (the training frames and masks at the training
+resolution, so a run resumes without its source files), checkpoints/, losses.jsonl and previews/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import platform
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+from . import __version__
+from .augment import augment
+from .checkpoint import (atomic_save_tensors, atomic_write_bytes, atomic_write_text, list_checkpoints, load_checkpoint,
+                         save_checkpoint)
+from .config import ModelConfig
+from .discriminator import Discriminator
+from .feature_aug import FeatureAugment
+from .generator import Generator
+from .losses import adversarial, diversity
+from .preview import preview_grid
+
+CONFIG_FORMAT = "oneshot-gan-run/1"
+REFERENCE_ITERS, REFERENCE_WARMUP = 100_000, 15_000
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 100_000
+    batch_size: int = 5
+    aug_prob: float = 0.7
+    fa_prob: float = 0.4
+    lambda_dr: float = 0.15
+    ema_decay: float = 0.9999
+    bernoulli_warmup: int | None = None  # None: 15,000 scaled to iters
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    save_every: int = 5000
+    preview_every: int = 5000
+    keep: int = 3
+    log_every: int = 10
+
+    def resolved(self) -> "TrainConfig":
+        warm = self.bernoulli_warmup
+        if warm is None:
+            warm = round(REFERENCE_WARMUP * min(1.0, self.iters / REFERENCE_ITERS))
+        return TrainConfig(**{**asdict(self), "bernoulli_warmup": warm})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA GPU is available to torch")
+    return torch.device(name)
+
+
+def straight_through(logits: torch.Tensor, bernoulli: bool) -> torch.Tensor:
+    """Hard mask in the forward pass, gradients of the softmax in the backward pass."""
+    soft = torch.softmax(logits.float(), dim=1)
+    if bernoulli:
+        hard = torch.bernoulli(soft.detach().clamp(0.001, 0.999))
+    else:
+        hard = F.one_hot(soft.detach().argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
+    return hard - soft.detach() + soft
+
+
+def image_pyramid(images: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Fine to coarse, bilinear x0.5 per level."""
+    out = [images]
+    for _ in range(levels - 1):
+        out.append(F.interpolate(out[-1], scale_factor=0.5, mode="bilinear", align_corners=False))
+    return out
+
+
+class Trainer:
+    def __init__(self, run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 images: np.ndarray, masks: np.ndarray | None, palette: list[list[int]] | None = None):
+        self.run_dir = Path(run_dir)
+        self.mc, self.tc = model_cfg, train_cfg
+        self.device = pick_device(train_cfg.device)
+        self.palette = palette
+        torch.manual_seed(train_cfg.seed)
+        self.G = Generator(model_cfg).to(self.device, memory_format=torch.channels_last)
+        self.D = Discriminator(model_cfg).to(self.device, memory_format=torch.channels_last)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = (train_cfg.beta1, train_cfg.beta2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=train_cfg.lr_g, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=train_cfg.lr_d, betas=betas)
+        self.fa = FeatureAugment(train_cfg.fa_prob)
+        real = torch.from_numpy(images).to(self.device).contiguous(memory_format=torch.channels_last)
+        self.real_pyramid = image_pyramid(real, model_cfg.d_lowlevel)
+        self.real_masks = None
+        if masks is not None:
+            ids = torch.from_numpy(masks.astype(np.int64)).to(self.device)
+            self.real_masks = F.one_hot(ids, model_cfg.num_classes).permute(0, 3, 1, 2).float()
+        self.iteration = 0
+        self.stop_requested = False
+        preview_gen = torch.Generator().manual_seed(train_cfg.seed + 1)
+        self.preview_z = torch.randn(8, model_cfg.noise_dim, generator=preview_gen).to(self.device)
+
+    # -- one iteration ------------------------------------------------------------------------------------
+    def autocast(self):
+        if self.tc.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def step(self) -> dict[str, float]:
+        tc, mc = self.tc, self.mc
+        n_ll, n_blocks = mc.d_lowlevel, mc.d_blocks
+        z = torch.randn(tc.batch_size, mc.noise_dim, device=self.device)
+
+        # G step (D's weights frozen: their gradients are not needed here)
+        self.D.requires_grad_(False)
+        with self.autocast():
+            out = self.G(z, n_rgb=n_ll, features=tc.lambda_dr > 0)
+            fake_pyr = out.images[::-1]
+            fake_mask = None
+            if mc.has_masks:
+                fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup)
+            d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob))
+            loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
+            dr = diversity(out.features) if tc.lambda_dr > 0 else torch.zeros((), device=self.device)
+            loss_g = loss_adv - tc.lambda_dr * dr
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+
+        # D step: reals (with feature augmentation), then this iteration's fakes, detached
+        idx = torch.randint(0, self.real_pyramid[0].shape[0], (tc.batch_size,), device=self.device)
+        real_pyr = [lvl[idx] for lvl in self.real_pyramid]
+        real_mask = self.real_masks[idx] if self.real_masks is not None else None
+        with self.autocast():
+            d_real = self.D(*augment(real_pyr, real_mask, tc.aug_prob), augment=self.fa)
+            loss_real, s_real = adversarial(d_real, True, n_blocks, d_real.small_mask)
+            fake_pyr = [x.detach() for x in fake_pyr]
+            fake_mask = fake_mask.detach() if fake_mask is not None else None
+            d_fake = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob))
+            loss_fake, s_fake = adversarial(d_fake, False, n_blocks, d_fake.small_mask, fake_class=True)
+            loss_d = loss_real + loss_fake
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_D.step()
+        self.update_ema()
+        self.iteration += 1
+        scalars = {"G": loss_adv, "DR": dr, "D_real": loss_real, "D_fake": loss_fake}
+        return {**{k: float(v.detach()) for k, v in scalars.items()},
+                **{f"real_{k}": v for k, v in s_real.items()}, **{f"fake_{k}": v for k, v in s_fake.items()}}
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        ema = [v for v in self.G_ema.state_dict().values() if v.is_floating_point()]
+        cur = [v for v in self.G.state_dict().values() if v.is_floating_point()]
+        torch._foreach_lerp_(ema, cur, 1.0 - self.tc.ema_decay)
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.G, self.D, self.G_ema,
+                               self.opt_G, self.opt_D, self.tc.keep)
+
+    def restore_latest(self) -> int:
+        ckpts = list_checkpoints(self.run_dir / "checkpoints")
+        if ckpts:
+            self.iteration = load_checkpoint(ckpts[-1], self.G, self.D, self.G_ema, self.opt_G, self.opt_D)
+        return self.iteration
+
+    @torch.no_grad()
+    def write_preview(self) -> None:
+        out = self.G_ema(self.preview_z)
+        images = ((out.images[-1].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        masks = out.mask_logits.argmax(1).byte().cpu().numpy() if out.mask_logits is not None else None
+        png = preview_grid(images, masks, self.palette)
+        folder = self.run_dir / "previews"
+        folder.mkdir(exist_ok=True)
+        atomic_write_bytes(folder / f"preview-{self.iteration:09d}.png", png)
+        atomic_write_bytes(self.run_dir / "preview.png", png)
+
+    def _log(self, stats: dict[str, float], elapsed: float) -> None:
+        line = json.dumps({"iter": self.iteration, "time": round(elapsed, 4), **{k: round(v, 6) for k, v in stats.items()}})
+        with open(self.run_dir / "losses.jsonl", "a") as f:
+            f.write(line + "\n")
+
+    def _trim_log(self) -> None:
+        """Drop loss lines written after the checkpoint we resume from (a crash between saves)."""
+        path = self.run_dir / "losses.jsonl"
+        if not path.exists():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["iter"] <= self.iteration]
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def fit(self, quiet: bool = False, on_step: Callable[["Trainer"], None] | None = None) -> bool:
+        """Train until tc.iters. Returns False when stopped by Ctrl-C (after saving a checkpoint)."""
+        self._trim_log()
+        tc = self.tc
+        previous = signal.getsignal(signal.SIGINT)
+
+        def request_stop(signum, frame):
+            if self.stop_requested:  # a second Ctrl-C aborts at once
+                raise KeyboardInterrupt
+            self.stop_requested = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        bar = tqdm(total=tc.iters, initial=self.iteration, file=sys.stderr, disable=quiet, unit="it",
+                   dynamic_ncols=True, desc="train")
+        try:
+            while self.iteration < tc.iters and not self.stop_requested:
+                t0 = time.perf_counter()
+                stats = self.step()
+                if self.iteration % tc.log_every == 0 or self.iteration == tc.iters:
+                    self._log(stats, time.perf_counter() - t0)
+                if self.iteration % tc.save_every == 0 or self.iteration == tc.iters:
+                    self.save()
+                if self.iteration % tc.preview_every == 0 or self.iteration == tc.iters:
+                    self.write_preview()
+                bar.update(1)
+                bar.set_postfix(G=f"{stats['G']:.3f}", D=f"{stats['D_real'] + stats['D_fake']:.3f}",
+                                DR=f"{stats['DR']:.3f}", refresh=False)
+                if on_step is not None:
+                    on_step(self)
+            if self.stop_requested:
+                self.save()
+                return False
+            return True
+        finally:
+            bar.close()
+            signal.signal(signal.SIGINT, previous)
+
+
+# -- run directories ----------------------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    return {"oneshot-gan": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def write_run(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, data_info: dict,
+              images_u8: np.ndarray, masks: np.ndarray | None) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {"images": torch.from_numpy(np.ascontiguousarray(images_u8))}
+    if masks is not None:
+        tensors["masks"] = torch.from_numpy(np.ascontiguousarray(masks))
+    atomic_save_tensors(run_dir / "data.safetensors", tensors, {"format": "oneshot-gan-data/1"})
+    config = {"format": CONFIG_FORMAT, "model": model_cfg.to_dict(), "train": asdict(train_cfg),
+              "data": data_info, "versions": versions()}
+    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+
+
+def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    config = json.loads((run_dir / "config.json").read_text())
+    data = load_file(str(run_dir / "data.safetensors"))
+    masks = data["masks"].numpy() if "masks" in data else None
+    return config, data["images"].numpy(), masks
+
+
+def to_float_images(images_u8: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1]."""
+    return images_u8.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0

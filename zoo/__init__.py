@@ -1,0 +1,1 @@
+"""Per-scene model entries and Hugging Face Hub I/O (no torch)."""
