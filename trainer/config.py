@@ -1,7 +1,7 @@
 """Architecture configuration derived from the training image size (architecture.md §0).
 
 The reference picks the number of generator blocks g as the first g >= 5 for which both sides divided by
-2^(g-1) lie in [3, 7]. Sizes too small for 5 blocks are not supported by the reference; we extend the table
+2^(g-1), rounded, lie in [3, 7]. Sizes too small for 5 blocks are not supported by the reference; we extend the table
 downwards (g = 4, 3) only when no g >= 5 fits, so every reference configuration is reproduced unchanged.
 """
 
@@ -86,9 +86,9 @@ def choose_blocks(height: int, width: int) -> int:
     order = list(range(REFERENCE_MIN_BLOCKS, MAX_BLOCKS + 1)) + list(range(REFERENCE_MIN_BLOCKS - 1, MIN_BLOCKS - 1, -1))
     for g in order:
         f = 2 ** (g - 1)
-        if GRID_MIN <= height / f <= GRID_MAX and GRID_MIN <= width / f <= GRID_MAX:
+        if GRID_MIN <= round(height / f) <= GRID_MAX and GRID_MIN <= round(width / f) <= GRID_MAX:
             return g
-    smallest = GRID_MIN * 2 ** (MIN_BLOCKS - 1)
+    smallest = next(n for n in range(1, 64) if round(n / 2 ** (MIN_BLOCKS - 1)) >= GRID_MIN)
     if min(height, width) < smallest:
         raise ConfigError(
             f"{height}x{width} is too small: the smallest generator ({MIN_BLOCKS} blocks) needs both sides >= {smallest} px"

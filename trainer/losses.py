@@ -71,3 +71,8 @@ def diversity(features: list[torch.Tensor]) -> torch.Tensor:
     i, j = torch.triu_indices(b, b, offset=1, device=features[0].device)
     total = sum((f[i] - f[j]).abs().float().flatten(1).mean(1).sum() for f in features)
     return total * 2.0 / (g * (g - 1))
+
+
+def generator_objective(adversarial_loss: torch.Tensor, diversity_term: torch.Tensor, lambda_dr: float) -> torch.Tensor:
+    """What G minimises: the adversarial loss minus lambda times the diversity (G maximises diversity)."""
+    return adversarial_loss - lambda_dr * diversity_term

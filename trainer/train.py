@@ -31,7 +31,7 @@ from .config import ModelConfig
 from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import Generator
-from .losses import adversarial, diversity
+from .losses import adversarial, diversity, generator_objective
 from .preview import preview_grid
 
 CONFIG_FORMAT = "oneshot-gan-run/1"
@@ -140,7 +140,7 @@ class Trainer:
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob))
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
             dr = diversity(out.features) if tc.lambda_dr > 0 else torch.zeros((), device=self.device)
-            loss_g = loss_adv - tc.lambda_dr * dr
+            loss_g = generator_objective(loss_adv, dr, tc.lambda_dr)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()

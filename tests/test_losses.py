@@ -1,0 +1,47 @@
+import torch
+
+from trainer.losses import diversity, generator_objective, mca_targets, weighted_ce
+
+
+def onehot(ids, m):
+    return torch.nn.functional.one_hot(torch.tensor(ids), m).permute(0, 3, 1, 2).float()
+
+
+def test_mca_targets_and_weights_hand_made():
+    # sample 0: background 2 px, class 1 2 px; sample 1: background 1 px, class 2 3 px
+    mask = onehot([[[0, 0], [1, 1]], [[0, 2], [2, 2]]], 3)
+    t, w = mca_targets(mask, fake_class=False)
+    # class-major vectors: (c0,b0) (c0,b1) (c1,b0) (c1,b1) (c2,b0) (c2,b1); batch pixel counts 3, 2, 3
+    assert t.tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.allclose(w, torch.tensor([1 / 3, 1 / 3, 1 / 2, 0, 0, 1 / 3]))
+    t, w = mca_targets(mask, fake_class=True)
+    assert t.tolist() == [3] * 6
+    assert w.tolist() == [1, 1, 1, 0, 0, 1]
+
+
+def test_weighted_ce_ignores_zero_weights():
+    logits = torch.tensor([[5.0, 0, 0, 0], [0, 0, 0, 100.0]])
+    t = torch.tensor([0, 0])
+    loss = weighted_ce(logits, t, torch.tensor([1.0, 0.0]))
+    assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits[:1], t[:1]))
+
+
+def test_diversity_value_hand_made():
+    level1 = torch.tensor([0.0, 1.0, 3.0]).view(3, 1, 1, 1)  # pair distances 1, 3, 2 -> 6
+    level2 = torch.tensor([[0.0, 0.0], [2.0, 4.0], [0.0, 0.0]]).view(3, 1, 1, 2)  # 3, 0, 3 -> 6
+    # summed over pairs and levels (12) times 2 / (g (g - 1)) with g = 2
+    assert torch.isclose(diversity([level1, level2]), torch.tensor(12.0))
+    three = [level1, level1, level1]  # 6 per level, 18 in all, times 2 / 6
+    assert torch.isclose(diversity(three), torch.tensor(6.0))
+    assert diversity([level1[:1], level1[:1]]) == 0  # a single sample has no pairs
+
+
+def test_diversity_sign_generator_pushes_samples_apart():
+    f = torch.tensor([0.0, 0.5, 0.6]).view(3, 1, 1, 1).requires_grad_()
+    adv = torch.tensor(1.0)
+    objective = generator_objective(adv, diversity([f, f * 2]), lambda_dr=0.15)
+    assert objective < adv  # diversity is subtracted
+    objective.backward()
+    with torch.no_grad():
+        stepped = f - 0.5 * f.grad
+        assert diversity([stepped, stepped * 2]) > diversity([f, f * 2])

@@ -1,0 +1,103 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from trainer.cli import main
+from trainer.config import auto_config
+from trainer.discriminator import Discriminator
+from trainer.feature_aug import FeatureAugment
+from trainer.generator import Generator
+from trainer.train import image_pyramid, straight_through
+
+
+def describe(*args):
+    res = CliRunner().invoke(main, ["describe", *args, "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def test_parameter_counts_match_reference():
+    plain = describe("--size", "192x320")
+    masked = describe("--size", "192x320", "--classes", "3")
+    assert plain["g_params"] == 5_886_581 and masked["g_params"] == 5_887_448
+    assert plain["d_params"] == 1_256_497 and masked["d_params"] == 2_443_581
+    assert plain["latent_grid"] == [3, 5] and plain["g_blocks"] == 7
+    assert (plain["d_blocks"], plain["d_lowlevel"]) == (7, 3)
+    assert plain["g_macs"] / 1e9 == pytest.approx(7.16, abs=0.01)
+    assert plain["d_macs"] / 1e9 == pytest.approx(6.15, abs=0.01)
+    small = describe("--size", "64x96", "--classes", "3")
+    assert small["latent_grid"] == [4, 6] and small["g_blocks"] == 5
+    assert (small["d_blocks"], small["d_lowlevel"]) == (6, 2)
+    assert small["g_params"] == 3_529_682 and small["d_params"] == 1_705_580
+
+
+def test_auto_config_reference_examples_and_extension():
+    c = auto_config(480, 854, max_size=330)
+    assert (c.height, c.width, c.grid_h, c.grid_w, c.g_blocks, c.d_blocks, c.d_lowlevel) == (192, 320, 3, 5, 7, 7, 3)
+    c = auto_config(480, 854, max_size=660)
+    assert (c.height, c.width, c.g_blocks, c.d_blocks, c.d_lowlevel) == (384, 640, 8, 7, 4)
+    c = auto_config(480, 854, max_size=1024)
+    assert (c.height, c.width, c.grid_h, c.grid_w, c.g_blocks) == (512, 896, 4, 7, 8)
+    # our extension below 5 blocks is used only where no reference depth fits
+    assert auto_config(50, 50).g_blocks == 5
+    assert auto_config(40, 40).g_blocks == 4
+    assert auto_config(16, 24).g_blocks == 3
+
+
+def test_generator_reference_state_dict_layout():
+    G = Generator(auto_config(64, 96, num_classes=3))
+    keys = G.state_dict().keys()
+    assert "first_linear.weight" in keys and "body.0.conv1.weight_orig" in keys
+    assert "body.4.conv_sc.weight_u" in keys and "rgb_converters.4.weight_v" in keys
+    assert "mask_converter.weight" in keys and "body.0.conv_sc.bias" not in keys
+    assert len(keys) == 79  # as reference-checkpoint.md lists for this size
+    assert tuple(G.state_dict()["first_linear.weight"].shape) == (64, 256, 4, 6)
+
+
+@pytest.mark.parametrize("classes", [0, 3])
+def test_discriminator_output_shapes(classes):
+    cfg = auto_config(64, 96, num_classes=classes, width_mult=0.25)
+    G, D = Generator(cfg), Discriminator(cfg)
+    b = 2
+    out = G(torch.randn(b, 64), n_rgb=cfg.d_lowlevel, features=True)
+    assert [tuple(x.shape) for x in out.images] == [(b, 3, 32, 48), (b, 3, 64, 96)]
+    assert len(out.features) == cfg.g_blocks
+    mask = None
+    if classes:
+        assert tuple(out.mask_logits.shape) == (b, classes, 64, 96)
+        mask = straight_through(out.mask_logits, bernoulli=False)
+    d = D(out.images[::-1], mask, augment=FeatureAugment(1.0))
+    assert [tuple(x.shape) for x in d.lowlevel] == [(b, 1, 32, 48), (b, 1, 16, 24)]
+    n_hi = cfg.d_blocks - cfg.d_lowlevel
+    content = (classes * b, classes + 1) if classes else (b, 1)
+    assert [tuple(x.shape) for x in d.content] == [content] * n_hi
+    assert [tuple(x.shape) for x in d.layout] == [(b, 1, 8, 12), (b, 1, 4, 6), (b, 1, 2, 3), (b, 1, 1, 1)]
+    if classes:
+        assert tuple(d.small_mask.shape) == (b, classes, 16, 24)
+
+
+def test_straight_through_gradient_reaches_mask_head():
+    cfg = auto_config(24, 40, num_classes=3, width_mult=0.25)
+    G, D = Generator(cfg), Discriminator(cfg)
+    for bernoulli in (True, False):
+        G.zero_grad()
+        out = G(torch.randn(2, 64), n_rgb=cfg.d_lowlevel)
+        hard = straight_through(out.mask_logits, bernoulli)
+        assert set(hard.detach().unique().tolist()) <= {0.0, 1.0} or torch.allclose(hard, hard.round(), atol=1e-6)
+        d = D(out.images[::-1], hard)
+        sum(x.float().pow(2).mean() for x in d.content).backward()
+        assert G.mask_converter.weight.grad is not None and G.mask_converter.weight.grad.abs().sum() > 0
+
+
+def test_straight_through_forward_is_one_hot_after_warmup():
+    logits = torch.randn(2, 4, 5, 6)
+    hard = straight_through(logits, bernoulli=False)
+    assert torch.allclose(hard.sum(1), torch.ones(2, 5, 6), atol=1e-6)
+    assert torch.equal(hard.argmax(1), logits.argmax(1))
+
+
+def test_pyramid_halves_resolution():
+    p = image_pyramid(torch.randn(1, 3, 32, 48), 3)
+    assert [tuple(x.shape[-2:]) for x in p] == [(32, 48), (16, 24), (8, 12)]

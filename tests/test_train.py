@@ -1,0 +1,107 @@
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import load_file
+
+from trainer.checkpoint import list_checkpoints
+from trainer.cli import main
+
+TINY = ["--max-size", "40", "--width", "0.125", "--batch-size", "2", "-q"]
+
+
+def fit(args):
+    return CliRunner().invoke(main, ["fit", *args], catch_exceptions=False)
+
+
+def test_fit_end_to_end_writes_a_complete_run(scene, tmp_path):
+    img, mask = scene
+    out = tmp_path / "run"
+    res = fit([str(img), "--mask", str(mask), "--out", str(out), "--iters", "6", "--save-every", "3",
+               "--preview-every", "3", "--log-every", "1", "--keep", "1", *TINY])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["num_classes"] == 3 and cfg["model"]["height"] == 24 and cfg["model"]["width"] == 40
+    assert cfg["train"]["bernoulli_warmup"] == 1  # 15,000 scaled to 6 iterations
+    assert cfg["data"]["palette"][1] == [230, 30, 30] and cfg["data"]["class_names"][0] == "background"
+    assert set(cfg["data"]["fingerprint"]) == {"scene.png", "mask.png"} and "torch" in cfg["versions"]
+    ckpts = list_checkpoints(out / "checkpoints")
+    assert [p.name for p in ckpts] == ["ckpt-000000006.safetensors"]  # --keep 1
+    tensors = load_file(str(ckpts[0]))
+    for prefix in ("G.", "D.", "G_ema.", "opt_G.", "opt_D.", "rng."):
+        assert any(k.startswith(prefix) for k in tensors), prefix
+    lines = [json.loads(ln) for ln in (out / "losses.jsonl").read_text().splitlines()]
+    assert [ln["iter"] for ln in lines] == [1, 2, 3, 4, 5, 6]
+    assert all(np.isfinite(ln["G"]) and np.isfinite(ln["D_real"]) for ln in lines)
+    grid = Image.open(out / "preview.png")
+    assert grid.size[0] > 2 * 2 * 40  # two (image | mask) pairs per row
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["preview-000000003.png", "preview-000000006.png"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def _weights(run):
+    return load_file(str(list_checkpoints(run / "checkpoints")[-1]))
+
+
+def _losses(run):
+    return [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
+
+
+def test_resume_is_exact(scene, tmp_path):
+    img, mask = scene
+    common = [str(img), "--mask", str(mask), "--save-every", "100", "--preview-every", "100", "--log-every", "1",
+              "--seed", "3", *TINY]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    # warm-up ends inside the run so that both mask modes are exercised across the interruption
+    assert fit([*common, "--out", str(straight), "--iters", "7", "--bernoulli-warmup", "2"]).exit_code == 0
+    assert fit([*common, "--out", str(split), "--iters", "4", "--bernoulli-warmup", "2"]).exit_code == 0
+    res = CliRunner().invoke(main, ["resume", str(split), "--iters", "7", "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    a, b = _weights(straight), _weights(split)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    la, lb = _losses(straight), _losses(split)
+    assert [{k: v for k, v in x.items() if k != "time"} for x in la] == \
+           [{k: v for k, v in x.items() if k != "time"} for x in lb]
+
+
+def test_ctrl_c_saves_and_resume_finishes(scene, tmp_path, monkeypatch):
+    from trainer.train import Trainer
+
+    img, mask = scene
+    out = tmp_path / "run"
+    original = Trainer.fit
+
+    def fit_with_interrupt(self, quiet=False, on_step=None):
+        def interrupt(trainer):
+            if trainer.iteration == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(self, quiet=quiet, on_step=interrupt)
+
+    monkeypatch.setattr(Trainer, "fit", fit_with_interrupt)
+    res = CliRunner().invoke(main, ["fit", str(img), "--mask", str(mask), "--out", str(out), "--iters", "50",
+                                    "--save-every", "100", *TINY])
+    assert res.exit_code == 130
+    assert "checkpoint saved at iteration 3" in res.output
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["ckpt-000000003.safetensors"]
+    monkeypatch.setattr(Trainer, "fit", original)
+    res = CliRunner().invoke(main, ["resume", str(out), "--iters", "5", "-q"])
+    assert res.exit_code == 0, res.output
+    assert list_checkpoints(out / "checkpoints")[-1].name == "ckpt-000000005.safetensors"
+
+
+def test_fit_without_masks_and_bf16(scene, tmp_path):
+    img, mask = scene
+    out = tmp_path / "run"
+    res = fit([str(img), "--mask", str(mask), "--no-masks", "--precision", "bf16", "--out", str(out),
+               "--iters", "2", *TINY])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["num_classes"] == 0 and cfg["train"]["precision"] == "bf16"
+    assert not any(k.startswith("G.mask_converter") for k in _weights(out))
