@@ -32,6 +32,7 @@ from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import Generator
 from .losses import adversarial, diversity, generator_objective
+from .perf import keep_freed_memory
 from .preview import preview_grid
 
 CONFIG_FORMAT = "oneshot-gan-run/1"
@@ -98,6 +99,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.mc, self.tc = model_cfg, train_cfg
         self.device = pick_device(train_cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.palette = palette
         torch.manual_seed(train_cfg.seed)
         self.G = Generator(model_cfg).to(self.device, memory_format=torch.channels_last)

@@ -1,0 +1,108 @@
+"""Seconds per training iteration at 192x320, batch 5, 3 classes (reference widths), fp32 vs bf16.
+
+Each precision runs in its own process (these machines are noisy); the script alternates them for --rounds
+and prints medians over all timed iterations after warm-up, the ratio against the authors' implementation
+(anchor: about 4.8-5.2 s per such iteration on this CPU) and the forward-time share of augmentation,
+feature augmentation, diversity regularisation and masked content attention.
+
+    .venv/bin/python bench/train_step.py [--size 192x320] [--iters 5] [--warmup 2] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ANCHOR_S = 5.0  # midpoint of the 4.8-5.2 s measured for the authors' implementation
+
+
+def worker(size: str, precision: str, iters: int, warmup: int, classes: int) -> dict:
+    import numpy as np
+    import torch
+
+    import trainer.discriminator as dmod
+    import trainer.train as tmod
+    from trainer.config import auto_config, parse_size
+    from trainer.feature_aug import FeatureAugment
+    from trainer.train import TrainConfig, Trainer
+
+    spent = defaultdict(float)
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] += time.perf_counter() - t0
+        return wrapper
+
+    tmod.augment = timed("augmentation", tmod.augment)
+    tmod.diversity = timed("diversity_reg", tmod.diversity)
+    dmod.masked_content = timed("mca", dmod.masked_content)
+    FeatureAugment.content = timed("feature_aug", FeatureAugment.content)
+    FeatureAugment.layout = timed("feature_aug", FeatureAugment.layout)
+
+    h, w = parse_size(size)
+    cfg = auto_config(h, w, num_classes=classes)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (1, 3, cfg.height, cfg.width)).astype(np.float32)
+    masks = rng.integers(0, classes, (1, cfg.height, cfg.width)).astype(np.uint8)
+    tr = Trainer(Path("/nonexistent"), cfg, TrainConfig(iters=10**6, precision=precision, device="cpu").resolved(),
+                 images, masks)
+    for _ in range(warmup):
+        tr.step()
+    spent.clear()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        tr.step()
+        times.append(time.perf_counter() - t0)
+    total = sum(times)
+    return {"precision": precision, "times": times, "threads": torch.get_num_threads(),
+            "share": {k: v / total for k, v in spent.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="192x320")
+    ap.add_argument("--classes", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--worker", choices=["fp32", "bf16"])
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(a.size, a.worker, a.iters, a.warmup, a.classes)))
+        return
+    results = defaultdict(list)
+    shares = defaultdict(lambda: defaultdict(list))
+    for _ in range(a.rounds):
+        for precision in ("fp32", "bf16"):
+            cmd = [sys.executable, __file__, "--worker", precision, "--size", a.size, "--iters", str(a.iters),
+                   "--warmup", str(a.warmup), "--classes", str(a.classes)]
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            results[precision] += r["times"]
+            for k, v in r["share"].items():
+                shares[precision][k].append(v)
+    print(f"train step, {a.size}, batch 5, {a.classes} classes, reference widths, "
+          f"{a.rounds} rounds x {a.iters} iterations (after {a.warmup} warm-up)")
+    med = {}
+    for precision, times in results.items():
+        med[precision] = statistics.median(times)
+        share = ", ".join(f"{k} {100 * statistics.median(v):.1f}%" for k, v in sorted(shares[precision].items()))
+        print(f"  {precision}: median {med[precision]:.3f} s/it (min {min(times):.3f}, max {max(times):.3f}); "
+              f"{ANCHOR_S / med[precision]:.2f}x the authors' ~{ANCHOR_S} s/it; forward share: {share}")
+    print(f"  bf16 vs fp32: {med['fp32'] / med['bf16']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
