@@ -83,7 +83,8 @@ def _clear_run(out: Path) -> None:
 @click.option("--width", "width_mult", default=1.0, show_default=True, help="Channel multiplier (1.0 = reference widths).")
 @click.option("--aug-prob", default=0.7, show_default=True)
 @click.option("--lambda-dr", default=0.15, show_default=True)
-@click.option("--ema-decay", default=0.9999, show_default=True)
+@click.option("--ema-decay", type=float, default=None,
+              help="EMA decay of G [0.9999, horizon scaled to iters/100,000 for shorter runs].")
 @click.option("--bernoulli-warmup", type=int, default=None, help="Iterations of Bernoulli masks [15,000 x iters/100,000].")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

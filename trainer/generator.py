@@ -24,6 +24,26 @@ def init_conv_weights(module: nn.Module) -> None:
             nn.init.normal_(weight, 0.0, 0.02)
 
 
+SN_VECTORS = ("weight_u", "weight_v")
+
+
+@torch.no_grad()
+def refresh_spectral_norms(module: nn.Module) -> None:
+    """Set every spectral norm's u and v to the exact top singular vectors of its current weight.
+
+    For the EMA generator: its weights are averages, so the power-iteration vectors of the training G do
+    not belong to them, and averaging u and v as well (what the reference does) shrinks them while they
+    still rotate, which underestimates sigma and inflates the EMA model's weights (up to 75x seen in a short
+    run). With exact vectors the eval-mode weight is weight / (its spectral norm).
+    """
+    for m in module.modules():
+        if hasattr(m, "weight_orig") and hasattr(m, "weight_u"):
+            w = m.weight_orig.detach().reshape(m.weight_orig.shape[0], -1).float()
+            u, _, vh = torch.linalg.svd(w, full_matrices=False)
+            m.weight_u.copy_(u[:, 0])
+            m.weight_v.copy_(vh[0])
+
+
 class GBlock(nn.Module):
     """Pre-activation residual block with nearest x2 upsampling (except in block 0)."""
 
@@ -69,6 +89,22 @@ class Generator(nn.Module):
     def latent_features(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, noise_dim) -> the first layer's (B, C0, grid_h, grid_w) map: a linear map of z."""
         return self.first_linear(z.reshape(z.shape[0], -1, 1, 1))
+
+    def grid_features(self, z: torch.Tensor) -> torch.Tensor:
+        """Custom latent grids: z (B, noise_dim, gh, gw), one latent per grid cell, -> (B, C0, gh, gw).
+
+        The first layer's kernel (noise_dim, C0, grid_h, grid_w) is resampled bilinearly to the requested
+        grid and applied cell by cell. A latent broadcast to every cell therefore gives the trained first-layer
+        map resampled to the new grid (at the trained grid: exactly the trained map), and different latents
+        per cell vary the layout locally. Sizes come from z's shape, so one exported graph serves every grid.
+        """
+        b, k, gh, gw = z.shape
+        w = self.first_linear.weight  # (k, C0, h0, w0)
+        c0 = w.shape[1]
+        w = F.interpolate(w.reshape(1, k * c0, *w.shape[2:]), size=(gh, gw), mode="bilinear", align_corners=False)
+        w = w.reshape(k, c0, gh * gw).permute(2, 0, 1)  # (cells, k, C0)
+        x = torch.matmul(z.reshape(b, k, gh * gw).permute(2, 0, 1), w)  # (cells, B, C0)
+        return x.permute(1, 2, 0).reshape(b, c0, gh, gw) + self.first_linear.bias.view(1, c0, 1, 1)
 
     def forward(self, z: torch.Tensor, n_rgb: int = 1, features: bool = False) -> GOutput:
         return self.synthesize(self.latent_features(z), n_rgb=n_rgb, features=features)

@@ -30,13 +30,13 @@ from .checkpoint import (atomic_save_tensors, atomic_write_bytes, atomic_write_t
 from .config import ModelConfig
 from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
-from .generator import Generator
+from .generator import SN_VECTORS, Generator, refresh_spectral_norms
 from .losses import adversarial, diversity, generator_objective
 from .perf import keep_freed_memory
 from .preview import preview_grid
 
 CONFIG_FORMAT = "oneshot-gan-run/1"
-REFERENCE_ITERS, REFERENCE_WARMUP = 100_000, 15_000
+REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
 
 
 @dataclass
@@ -46,7 +46,7 @@ class TrainConfig:
     aug_prob: float = 0.7
     fa_prob: float = 0.4
     lambda_dr: float = 0.15
-    ema_decay: float = 0.9999
+    ema_decay: float | None = None  # None: 0.9999, its horizon scaled down to iters < 100,000
     bernoulli_warmup: int | None = None  # None: 15,000 scaled to iters
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -64,7 +64,10 @@ class TrainConfig:
         warm = self.bernoulli_warmup
         if warm is None:
             warm = round(REFERENCE_WARMUP * min(1.0, self.iters / REFERENCE_ITERS))
-        return TrainConfig(**{**asdict(self), "bernoulli_warmup": warm})
+        ema = self.ema_decay
+        if ema is None:  # a 10,000-iteration EMA horizon would leave a short run's EMA at its initial weights
+            ema = max(0.0, 1.0 - (1.0 - REFERENCE_EMA) * max(1.0, REFERENCE_ITERS / self.iters))
+        return TrainConfig(**{**asdict(self), "bernoulli_warmup": warm, "ema_decay": ema})
 
 
 def pick_device(name: str) -> torch.device:
@@ -172,12 +175,14 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        ema = [v for v in self.G_ema.state_dict().values() if v.is_floating_point()]
-        cur = [v for v in self.G.state_dict().values() if v.is_floating_point()]
-        torch._foreach_lerp_(ema, cur, 1.0 - self.tc.ema_decay)
+        """Average weights and biases; the EMA's spectral-norm vectors are recomputed when it is used."""
+        ema_sd, cur_sd = self.G_ema.state_dict(), self.G.state_dict()
+        names = [k for k, v in cur_sd.items() if v.is_floating_point() and not k.endswith(SN_VECTORS)]
+        torch._foreach_lerp_([ema_sd[k] for k in names], [cur_sd[k] for k in names], 1.0 - self.tc.ema_decay)
 
     # -- persistence --------------------------------------------------------------------------------------
     def save(self) -> Path:
+        refresh_spectral_norms(self.G_ema)
         return save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.G, self.D, self.G_ema,
                                self.opt_G, self.opt_D, self.tc.keep)
 
@@ -189,6 +194,7 @@ class Trainer:
 
     @torch.no_grad()
     def write_preview(self) -> None:
+        refresh_spectral_norms(self.G_ema)
         out = self.G_ema(self.preview_z)
         images = ((out.images[-1].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         masks = out.mask_logits.argmax(1).byte().cpu().numpy() if out.mask_logits is not None else None

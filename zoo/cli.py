@@ -1,9 +1,75 @@
-"""`zoo` command line. Hub commands arrive with the zoo issue; this group already installs."""
+"""`zoo` command line. This module must not import torch: the export commands load it lazily."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
 
 import click
+
+from .errors import UserError
+
+
+def _needs_export_extra():
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise UserError(f"this command needs the exporter: pip install 'oneshot-gan[export]' ({e})") from None
+
+
+def user_errors(fn):
+    """User mistakes end in one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oneshot-gan")
 def main() -> None:
-    """Pull, push and inspect per-scene models."""
+    """Per-scene model entries: export, import, inspect (Hub pull/push arrive with the zoo issue)."""
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Entry folder to write.")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
+              default=("fp32", "int8"), show_default=True, help="Variants to write (fp32 is always written).")
+@click.option("--probabilities", is_flag=True, help="Also output class probabilities (B, M, H, W) float32.")
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@user_errors
+def export_cmd(run_dir, out, precisions, probabilities, overwrite, quiet):
+    """Export a trainer run's EMA generator to an entry folder (ONNX + config + weights)."""
+    _needs_export_extra()
+    from export.entry import export_entry
+
+    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    config = export_entry(run_dir, out, tuple(dict.fromkeys(("fp32", *precisions))), probabilities, overwrite, log)
+    if not quiet:
+        click.echo(f"wrote {out}: {', '.join(config['files'])}", err=True)
+
+
+@main.command("import-reference")
+@click.argument("ckpt_dir", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Entry folder to write.")
+@click.option("--iteration", type=int, default=None, help="Which <iter>_G_EMA.pth [latest_epoch.txt or newest].")
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@user_errors
+def import_reference_cmd(ckpt_dir, out, iteration, overwrite, quiet):
+    """Convert a checkpoint folder of the authors' implementation into an entry folder."""
+    _needs_export_extra()
+    from export.reference import import_reference
+
+    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    import_reference(ckpt_dir, out, iteration=iteration, overwrite=overwrite, log=log)

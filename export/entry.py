@@ -1,0 +1,140 @@
+"""Write a scene entry folder from a trainer run: config.json, model.safetensors (EMA generator),
+onnx/generator.onnx (+ .int8 / .fp16 variants) and preview.png. The folder is assembled beside its final
+place and renamed into it, so a failed or interrupted export leaves nothing half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import save_file
+
+from trainer import __version__
+from trainer.generator import Generator
+from trainer.preview import preview_grid
+
+from .graph import IMAGE_LAYOUT, ExportError, load_run_generator
+from .onnx_export import OPSET, cpu_session, export_onnx, grid_bounds, latents
+from .quantize import convert_fp16, int8_variant, measure
+
+ENTRY_FORMAT = "oneshot-gan-entry/1"
+PRECISIONS = ("fp32", "fp16", "int8")
+ONNX_FILES = {"fp32": "onnx/generator.onnx", "fp16": "onnx/generator.fp16.onnx", "int8": "onnx/generator.int8.onnx"}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"oneshot-gan": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "opset": OPSET}
+
+
+def entry_config(G: Generator, classes: dict, training: dict) -> dict:
+    cfg = G.cfg
+    return {
+        "format": ENTRY_FORMAT,
+        "model": cfg.to_dict(),
+        "latent": {"input": "z", "shape": ["batch", cfg.noise_dim, "grid_h", "grid_w"], "dtype": "float32",
+                   "distribution": "standard normal", "trained_grid": [cfg.grid_h, cfg.grid_w],
+                   "grid_bounds": grid_bounds(G), "pixels_per_cell": 2 ** (cfg.g_blocks - 1),
+                   "custom_grid_method": "first-layer kernel resampled bilinearly to the grid, applied per cell"},
+        "outputs": {"image": {"dtype": "uint8", "layout": IMAGE_LAYOUT},
+                    **({"mask": {"dtype": "uint8", "layout": "NHW", "meaning": "class id"}} if cfg.has_masks else {})},
+        "classes": classes,
+        "training": {"size": [cfg.height, cfg.width], **training},
+        "files": {},
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _preview(onnx_data: bytes, G: Generator, palette) -> bytes:
+    cfg = G.cfg
+    z = latents(np.random.default_rng(0), 8, cfg.noise_dim, (cfg.grid_h, cfg.grid_w))
+    out = cpu_session(onnx_data).run(None, {"z": z})
+    return preview_grid(out[0], out[1] if len(out) > 1 else None, palette)
+
+
+def check_destination(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ExportError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
+
+
+def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
+                 probabilities: bool = False, overwrite: bool = False, log=print) -> dict:
+    """Export a trainer run into an entry folder; returns the entry's config."""
+    check_destination(Path(out), overwrite)
+    G, run_config, ckpt = load_run_generator(run_dir)
+    data = run_config.get("data", {})
+    classes = {"names": data.get("class_names") or [], "palette": data.get("palette") or []}
+    training = {"iterations": int(ckpt.stem.split("-")[1]), "frames": len(data.get("frames") or []),
+                "fingerprint": data.get("fingerprint", {}), "hyperparameters": run_config.get("train", {})}
+    return write_entry(G, out, classes, training, precisions, probabilities, log)
+
+
+def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisions: tuple[str, ...],
+                probabilities: bool, log) -> dict:
+    """Export G's ONNX variants, weights, preview and config into `out`, all or nothing."""
+    out = Path(out)
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown:
+        raise ExportError(f"unknown precision {sorted(unknown)}; choose from {', '.join(PRECISIONS)}")
+    config = entry_config(G, classes, training)
+    grid = (G.cfg.grid_h, G.cfg.grid_w)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        (stage / "onnx").mkdir()
+        t0 = time.perf_counter()
+        report = export_onnx(G, stage / ONNX_FILES["fp32"], probabilities)
+        fp32 = (stage / ONNX_FILES["fp32"]).read_bytes()
+        log(f"fp32 ONNX: parity with PyTorch over {len(report['checks'])} grid x batch cases, "
+            f"worst {report['worst']} ({time.perf_counter() - t0:.1f} s)")
+        config["files"][ONNX_FILES["fp32"]] = {"precision": "fp32", "parity_vs_torch": report["worst"]}
+        if "int8" in precisions:
+            data, quality = int8_variant(fp32, G.cfg.noise_dim, grid, str(out / ONNX_FILES["int8"]), G.cfg.has_masks)
+            (stage / ONNX_FILES["int8"]).write_bytes(data)
+            config["files"][ONNX_FILES["int8"]] = {"precision": "int8", "quality_vs_fp32": quality}
+            log(f"int8 ONNX: {quality}")
+        if "fp16" in precisions:
+            data = convert_fp16(fp32)
+            (stage / ONNX_FILES["fp16"]).write_bytes(data)
+            quality = measure(fp32, data, G.cfg.noise_dim, grid).as_dict()
+            config["files"][ONNX_FILES["fp16"]] = {"precision": "fp16", "quality_vs_fp32": quality}
+            log(f"fp16 ONNX: {quality}")
+        save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(stage / "model.safetensors"),
+                  metadata={"format": "oneshot-gan-generator/1", "weights": "EMA"})
+        config["files"]["model.safetensors"] = {"weights": "EMA generator, reference state-dict layout"}
+        (stage / "preview.png").write_bytes(_preview(fp32, G, config["classes"]["palette"] or None))
+        config["files"]["preview.png"] = {}
+        for name in config["files"]:
+            config["files"][name]["sha256"] = sha256_bytes((stage / name).read_bytes())
+            config["files"][name]["bytes"] = (stage / name).stat().st_size
+        (stage / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        _swap_into_place(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return config
+
+
+def _swap_into_place(stage: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(stage, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

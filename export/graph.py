@@ -1,0 +1,84 @@
+"""The inference graph that gets exported: latent grid in, uint8 image and class-id mask out."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.spectral_norm import SpectralNorm
+
+from trainer.checkpoint import list_checkpoints, load_ema_generator
+from trainer.config import ModelConfig
+from trainer.generator import Generator, refresh_spectral_norms
+from zoo.errors import UserError
+
+IMAGE_LAYOUT = "NHWC"  # rows of RGB triplets: what PNG encoders and numpy image code take without a copy
+
+
+class ExportError(UserError):
+    """Something about a model or an export request that makes the export impossible."""
+
+
+def fold_spectral_norm(G: Generator) -> Generator:
+    """A copy of G in eval mode with every spectral norm folded into plain weights (sigma from the stored
+    u and v, no further power iteration: the eval-mode function)."""
+    G = copy.deepcopy(G).eval()
+    for module in G.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, SpectralNorm):
+                torch.nn.utils.remove_spectral_norm(module)
+    return G.requires_grad_(False)
+
+
+class SamplerGraph(nn.Module):
+    """z (B, noise_dim, gh, gw) float32 -> image (B, H, W, 3) uint8, mask (B, H, W) uint8 [, probs (B, M, H, W)]."""
+
+    def __init__(self, G: Generator, probabilities: bool = False):
+        super().__init__()
+        self.G = G
+        self.probabilities = probabilities and G.cfg.has_masks
+
+    def forward(self, z: torch.Tensor):
+        out = self.G.synthesize(self.G.grid_features(z), n_rgb=1)
+        x = out.images[-1].float()
+        # clamp last: a value a hair below 0 after rounding would wrap around to 255 in the uint8 cast
+        image = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        if out.mask_logits is None:
+            return (image,)
+        logits = out.mask_logits.float()
+        mask = logits.argmax(1).to(torch.uint8)
+        if self.probabilities:
+            return image, mask, F.softmax(logits, dim=1)
+        return image, mask
+
+
+def output_names(cfg: ModelConfig, probabilities: bool = False) -> list[str]:
+    if not cfg.has_masks:
+        return ["image"]
+    return ["image", "mask", "probs"] if probabilities else ["image", "mask"]
+
+
+def load_run_generator(run_dir: Path) -> tuple[Generator, dict, Path]:
+    """The EMA generator of a trainer run's latest checkpoint, with the run's config."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise ExportError(f"{run_dir}: not a trainer run (no config.json)")
+    try:
+        config = json.loads(cfg_path.read_text())
+        model_cfg = ModelConfig.from_dict(config["model"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ExportError(f"{cfg_path}: unreadable run config ({e})") from None
+    ckpts = list_checkpoints(run_dir / "checkpoints")
+    if not ckpts:
+        raise ExportError(f"{run_dir}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")
+    try:
+        G = load_ema_generator(ckpts[-1], Generator(model_cfg))
+    except (RuntimeError, OSError, KeyError) as e:
+        raise ExportError(f"{ckpts[-1]}: cannot load the EMA generator ({str(e).splitlines()[0]})") from None
+    refresh_spectral_norms(G)  # runs saved before the EMA kept exact vectors
+    return G.eval(), config, ckpts[-1]

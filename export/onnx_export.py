@@ -1,0 +1,159 @@
+"""ONNX export with the dynamo exporter: dynamic batch and latent grid, one self-contained file, checked
+(full checker, strict shape inference) and compared with PyTorch before it is accepted."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from trainer.checkpoint import atomic_write_bytes
+from trainer.generator import Generator
+
+from .graph import ExportError, SamplerGraph, fold_spectral_norm, output_names
+
+OPSET = 18
+MAX_BATCH = 4096
+GRID_MIN = 2  # the exporter needs symbolic sizes >= 2
+GRID_MAX_FACTOR = 8  # grids up to 8x the trained grid per side
+PARITY_BATCHES = (1, 2, 7)
+MAX_PIXEL_DELTA = 1
+MIN_MASK_AGREEMENT = 0.999
+
+
+def grid_bounds(G: Generator) -> dict[str, list[int]]:
+    cfg = G.cfg
+    return {"min": [GRID_MIN, GRID_MIN], "max": [GRID_MAX_FACTOR * cfg.grid_h, GRID_MAX_FACTOR * cfg.grid_w]}
+
+
+def parity_grids(G: Generator) -> list[tuple[int, int]]:
+    """The trained grid, a taller and a wider one."""
+    h, w = G.cfg.grid_h, G.cfg.grid_w
+    return [(h, w), (h + 1, max(GRID_MIN, w - 1)), (max(GRID_MIN, h - 1), 2 * w)]
+
+
+def to_onnx_bytes(G: Generator, probabilities: bool = False) -> bytes:
+    """Export the EMA generator (SN folded, eval mode, only the final RGB and mask heads) to ONNX bytes."""
+    graph = SamplerGraph(fold_spectral_norm(G), probabilities).eval()
+    cfg = G.cfg
+    bounds = grid_bounds(G)
+    example = torch.randn(2, cfg.noise_dim, cfg.grid_h + 1, cfg.grid_w + 1)
+    dims = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH),
+            2: torch.export.Dim("grid_h", min=bounds["min"][0], max=bounds["max"][0]),
+            3: torch.export.Dim("grid_w", min=bounds["min"][1], max=bounds["max"][1])}
+    with warnings.catch_warnings(), _quiet_exporter():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(graph, (example,), dynamo=True, opset_version=OPSET, input_names=["z"],
+                                    output_names=output_names(cfg, probabilities), dynamic_shapes={"z": dims},
+                                    external_data=False, verbose=False)
+    model = program.model_proto
+    model.doc_string = "oneshot-gan sampler: z (B, noise_dim, gh, gw) -> image uint8 NHWC, mask uint8"
+    return model.SerializeToString()
+
+
+class _quiet_exporter:
+    """The dynamo exporter logs progress lines at INFO/WARNING; keep the user's terminal clean."""
+
+    def __enter__(self):
+        self.loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo")]
+        self.levels = [lg.level for lg in self.loggers]
+        for lg in self.loggers:
+            lg.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc):
+        for lg, level in zip(self.loggers, self.levels):
+            lg.setLevel(level)
+
+
+def check_model(data: bytes, where: str) -> onnx.ModelProto:
+    """Full checker and strict shape inference; ExportError naming the file otherwise."""
+    model = onnx.load_from_string(data)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"{where}: ONNX check failed ({str(e).splitlines()[0]})") from None
+    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
+        raise ExportError(f"{where}: model has external data; expected one self-contained file")
+    return model
+
+
+def cpu_session(data: bytes | str):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class Agreement:
+    max_pixel_delta: int
+    mean_pixel_delta: float
+    mask_agreement: float  # 1.0 without masks
+
+    def as_dict(self) -> dict:
+        return {"max_pixel_delta": self.max_pixel_delta, "mean_pixel_delta": round(self.mean_pixel_delta, 5),
+                "mask_agreement": round(self.mask_agreement, 6)}
+
+
+def compare(ref: list[np.ndarray], got: list[np.ndarray]) -> Agreement:
+    d = np.abs(ref[0].astype(np.int16) - got[0].astype(np.int16))
+    agree = float((ref[1] == got[1]).mean()) if len(ref) > 1 else 1.0
+    return Agreement(int(d.max()), float(d.mean()), agree)
+
+
+@torch.no_grad()
+def torch_outputs(G: Generator, z: np.ndarray) -> list[np.ndarray]:
+    """The PyTorch model (spectral-norm hooks in eval mode, not folded) through the same post-processing."""
+    graph = SamplerGraph(G.eval())
+    return [t.numpy() for t in graph(torch.from_numpy(z))]
+
+
+def latents(rng: np.random.Generator, batch: int, noise_dim: int, grid: tuple[int, int]) -> np.ndarray:
+    """One latent per sample broadcast over the grid (how the runtime samples)."""
+    z = rng.standard_normal((batch, noise_dim, 1, 1), dtype=np.float32)
+    return np.ascontiguousarray(np.broadcast_to(z, (batch, noise_dim, *grid)))
+
+
+def parity(G: Generator, data: bytes, where: str, seed: int = 0) -> dict:
+    """Run the ONNX and the PyTorch model on the same random latents over grids x batches {1, 2, 7}."""
+    sess = cpu_session(data)
+    rng = np.random.default_rng(seed)
+    worst = Agreement(0, 0.0, 1.0)
+    report = []
+    for grid in parity_grids(G):
+        for batch in PARITY_BATCHES:
+            z = latents(rng, batch, G.cfg.noise_dim, grid)
+            a = compare(torch_outputs(G, z), sess.run(None, {"z": z}))
+            report.append({"grid": list(grid), "batch": batch, **a.as_dict()})
+            worst = Agreement(max(worst.max_pixel_delta, a.max_pixel_delta),
+                              max(worst.mean_pixel_delta, a.mean_pixel_delta),
+                              min(worst.mask_agreement, a.mask_agreement))
+    if worst.max_pixel_delta > MAX_PIXEL_DELTA or worst.mask_agreement < MIN_MASK_AGREEMENT:
+        raise ExportError(f"{where}: ONNX output differs from PyTorch (max |delta| {worst.max_pixel_delta}, "
+                          f"mask agreement {worst.mask_agreement:.4%}); refusing to write it")
+    return {"checks": report, "worst": worst.as_dict()}
+
+
+def export_onnx(G: Generator, path: Path, probabilities: bool = False) -> dict:
+    """Export, check and verify; the file is written (atomically) only when every check passes."""
+    data = to_onnx_bytes(G, probabilities)
+    check_model(data, str(path))
+    report = parity(G, data, str(path))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(path), data)
+    return report
+
+
+def model_bytes(model: onnx.ModelProto) -> bytes:
+    buf = io.BytesIO()
+    onnx.save_model(model, buf)
+    return buf.getvalue()

@@ -1,0 +1,88 @@
+"""Reduced-precision variants of an exported fp32 ONNX: int8 (static QDQ, for CPUs) and fp16 (for GPUs).
+
+Both keep the fp32 graph's interface (float32 latent in, uint8 out). Each variant's quality against the fp32
+ONNX (mean |delta| of image pixels, mask agreement) is measured on held-out latents and recorded.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .graph import ExportError
+from .onnx_export import Agreement, compare, cpu_session, latents, model_bytes
+
+CALIBRATION_SAMPLES = 64
+EVAL_SAMPLES = 32
+MIN_INT8_MASK_AGREEMENT = 0.97
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol: random latents, the GAN's own input distribution."""
+
+    def __init__(self, noise_dim: int, grid: tuple[int, int], samples: int, batch: int = 8, seed: int = 1234):
+        rng = np.random.default_rng(seed)
+        self.batches = [{"z": latents(rng, batch, noise_dim, grid)} for _ in range(samples // batch)]
+
+    def get_next(self):
+        return self.batches.pop() if self.batches else None
+
+
+def _head_convs(model: onnx.ModelProto) -> list[str]:
+    """The final RGB and mask convolutions: kept in float so colours and class boundaries stay exact."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    heads = []
+    for conv in convs:
+        ops = {c.op_type for c in consumers.get(conv.output[0], [])}
+        if ops & {"Tanh", "ArgMax", "Softmax", "ArgMin"}:
+            heads.append(conv.name)
+    return heads
+
+
+def quantize_int8(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str) -> bytes:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        src.write_bytes(fp32)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        model = onnx.load(str(pre))
+        quantize_static(str(pre), str(out), _Calibration(noise_dim, grid, CALIBRATION_SAMPLES),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+                        nodes_to_exclude=_head_convs(model))
+        return out.read_bytes()
+
+
+def convert_fp16(fp32: bytes) -> bytes:
+    """fp16 weights and arithmetic inside, float32 latent in and uint8 out (for GPUs; no CPU speed-up)."""
+    from onnxconverter_common import float16
+
+    model = onnx.load_from_string(fp32)
+    # ops around the post-processing need their float32 precision to round to the same uint8 values
+    half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=["ArgMax", "Softmax", "Round",
+                                                                                        "Clip", "Cast"])
+    return model_bytes(half)
+
+
+def measure(fp32: bytes, variant: bytes, noise_dim: int, grid: tuple[int, int], seed: int = 99) -> Agreement:
+    """Quality of a variant against the fp32 ONNX on held-out latents at the trained grid (CPU)."""
+    z = latents(np.random.default_rng(seed), EVAL_SAMPLES, noise_dim, grid)
+    return compare(cpu_session(fp32).run(None, {"z": z}), cpu_session(variant).run(None, {"z": z}))
+
+
+def int8_variant(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str, has_masks: bool) -> tuple[bytes, dict]:
+    data = quantize_int8(fp32, noise_dim, grid, where)
+    q = measure(fp32, data, noise_dim, grid)
+    if has_masks and q.mask_agreement < MIN_INT8_MASK_AGREEMENT:
+        raise ExportError(f"{where}: int8 mask agreement {q.mask_agreement:.2%} is below "
+                          f"{MIN_INT8_MASK_AGREEMENT:.0%}; refusing to write it (use fp32 on this scene)")
+    return data, q.as_dict()
