@@ -20,12 +20,18 @@ from trainer.generator import Generator
 from trainer.preview import preview_grid
 
 from .graph import IMAGE_LAYOUT, ExportError, load_run_generator
-from .onnx_export import OPSET, cpu_session, export_onnx, grid_bounds, latents
-from .quantize import convert_fp16, int8_variant, measure
+from .onnx_export import OPSET, check_model, cpu_session, export_onnx, grid_bounds, latents, to_onnx_bytes
+from .quantize import int8_variant, measure
 
 ENTRY_FORMAT = "oneshot-gan-entry/1"
 PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_FILES = {"fp32": "onnx/generator.onnx", "fp16": "onnx/generator.fp16.onnx", "int8": "onnx/generator.int8.onnx"}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -98,7 +104,7 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
     try:
         (stage / "onnx").mkdir()
         t0 = time.perf_counter()
-        report = export_onnx(G, stage / ONNX_FILES["fp32"], probabilities)
+        report = export_onnx(G, stage / ONNX_FILES["fp32"], probabilities, where=str(out / ONNX_FILES["fp32"]))
         fp32 = (stage / ONNX_FILES["fp32"]).read_bytes()
         log(f"fp32 ONNX: parity with PyTorch over {len(report['checks'])} grid x batch cases, "
             f"worst {report['worst']} ({time.perf_counter() - t0:.1f} s)")
@@ -109,7 +115,8 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
             config["files"][ONNX_FILES["int8"]] = {"precision": "int8", "quality_vs_fp32": quality}
             log(f"int8 ONNX: {quality}")
         if "fp16" in precisions:
-            data = convert_fp16(fp32)
+            data = to_onnx_bytes(G, probabilities, half=True)
+            check_model(data, str(out / ONNX_FILES["fp16"]))
             (stage / ONNX_FILES["fp16"]).write_bytes(data)
             quality = measure(fp32, data, G.cfg.noise_dim, grid).as_dict()
             config["files"][ONNX_FILES["fp16"]] = {"precision": "fp16", "quality_vs_fp32": quality}
@@ -131,6 +138,7 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
 
 
 def _swap_into_place(stage: Path, out: Path) -> None:
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it private
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

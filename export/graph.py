@@ -37,13 +37,15 @@ def fold_spectral_norm(G: Generator) -> Generator:
 class SamplerGraph(nn.Module):
     """z (B, noise_dim, gh, gw) float32 -> image (B, H, W, 3) uint8, mask (B, H, W) uint8 [, probs (B, M, H, W)]."""
 
-    def __init__(self, G: Generator, probabilities: bool = False):
+    def __init__(self, G: Generator, probabilities: bool = False, half: bool = False):
         super().__init__()
-        self.G = G
+        self.G = G.half() if half else G
+        self.half = half
         self.probabilities = probabilities and G.cfg.has_masks
 
     def forward(self, z: torch.Tensor):
-        out = self.G.synthesize(self.G.grid_features(z), n_rgb=1)
+        """half: fp16 weights and arithmetic inside; the latent stays float32 and post-processing runs in fp32."""
+        out = self.G.synthesize(self.G.grid_features(z.half() if self.half else z), n_rgb=1)
         x = out.images[-1].float()
         # clamp last: a value a hair below 0 after rounding would wrap around to 255 in the uint8 cast
         image = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -38,9 +37,10 @@ def parity_grids(G: Generator) -> list[tuple[int, int]]:
     return [(h, w), (h + 1, max(GRID_MIN, w - 1)), (max(GRID_MIN, h - 1), 2 * w)]
 
 
-def to_onnx_bytes(G: Generator, probabilities: bool = False) -> bytes:
-    """Export the EMA generator (SN folded, eval mode, only the final RGB and mask heads) to ONNX bytes."""
-    graph = SamplerGraph(fold_spectral_norm(G), probabilities).eval()
+def to_onnx_bytes(G: Generator, probabilities: bool = False, half: bool = False) -> bytes:
+    """Export the EMA generator (SN folded, eval mode, only the final RGB and mask heads) to ONNX bytes.
+    half: the fp16 variant for GPUs (float32 latent in, uint8 out)."""
+    graph = SamplerGraph(fold_spectral_norm(G), probabilities, half).eval()
     cfg = G.cfg
     bounds = grid_bounds(G)
     example = torch.randn(2, cfg.noise_dim, cfg.grid_h + 1, cfg.grid_w + 1)
@@ -143,17 +143,13 @@ def parity(G: Generator, data: bytes, where: str, seed: int = 0) -> dict:
     return {"checks": report, "worst": worst.as_dict()}
 
 
-def export_onnx(G: Generator, path: Path, probabilities: bool = False) -> dict:
-    """Export, check and verify; the file is written (atomically) only when every check passes."""
+def export_onnx(G: Generator, path: Path, probabilities: bool = False, where: str | None = None) -> dict:
+    """Export, check and verify; the file is written (atomically) only when every check passes.
+    where: the name errors give (the final path when `path` is in a staging folder)."""
+    where = where or str(path)
     data = to_onnx_bytes(G, probabilities)
-    check_model(data, str(path))
-    report = parity(G, data, str(path))
+    check_model(data, where)
+    report = parity(G, data, where)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(path), data)
     return report
-
-
-def model_bytes(model: onnx.ModelProto) -> bytes:
-    buf = io.BytesIO()
-    onnx.save_model(model, buf)
-    return buf.getvalue()

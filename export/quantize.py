@@ -1,6 +1,6 @@
-"""Reduced-precision variants of an exported fp32 ONNX: int8 (static QDQ, for CPUs) and fp16 (for GPUs).
+"""The int8 variant of an exported fp32 ONNX (static QDQ, for CPUs), and variant quality measurement.
 
-Both keep the fp32 graph's interface (float32 latent in, uint8 out). Each variant's quality against the fp32
+Variants keep the fp32 graph's interface (float32 latent in, uint8 out). Each variant's quality against the fp32
 ONNX (mean |delta| of image pixels, mask agreement) is measured on held-out latents and recorded.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from .graph import ExportError
-from .onnx_export import Agreement, compare, cpu_session, latents, model_bytes
+from .onnx_export import Agreement, compare, cpu_session, latents
 
 CALIBRATION_SAMPLES = 64
 EVAL_SAMPLES = 32
@@ -60,17 +60,6 @@ def quantize_int8(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str
                         weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
                         nodes_to_exclude=_head_convs(model))
         return out.read_bytes()
-
-
-def convert_fp16(fp32: bytes) -> bytes:
-    """fp16 weights and arithmetic inside, float32 latent in and uint8 out (for GPUs; no CPU speed-up)."""
-    from onnxconverter_common import float16
-
-    model = onnx.load_from_string(fp32)
-    # ops around the post-processing need their float32 precision to round to the same uint8 values
-    half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=["ArgMax", "Softmax", "Round",
-                                                                                        "Clip", "Cast"])
-    return model_bytes(half)
 
 
 def measure(fp32: bytes, variant: bytes, noise_dim: int, grid: tuple[int, int], seed: int = 99) -> Agreement:

@@ -1,0 +1,220 @@
+import json
+import pickle
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import save_palette_mask, scene_arrays
+from export import onnx_export, quantize
+from export.graph import ExportError, load_run_generator
+from export.onnx_export import cpu_session, latents, parity_grids
+from zoo.cli import main as zoo_main
+
+
+def test_entry_files_config_and_hashes(entry):
+    cfg = json.loads((entry / "config.json").read_text())
+    assert cfg["format"] == "oneshot-gan-entry/1"
+    assert set(cfg["files"]) == {"onnx/generator.onnx", "onnx/generator.fp16.onnx", "model.safetensors", "preview.png"}
+    import hashlib
+    for name, info in cfg["files"].items():
+        assert hashlib.sha256((entry / name).read_bytes()).hexdigest() == info["sha256"]
+    assert cfg["latent"]["trained_grid"] == [3, 5] and cfg["latent"]["pixels_per_cell"] == 8
+    assert cfg["outputs"]["image"]["layout"] == "NHWC"
+    assert cfg["classes"]["names"] == ["background", "class_1", "class_2"]
+    parity = cfg["files"]["onnx/generator.onnx"]["parity_vs_torch"]
+    assert parity["max_pixel_delta"] <= 1 and parity["mask_agreement"] >= 0.999
+    fp16 = cfg["files"]["onnx/generator.fp16.onnx"]["quality_vs_fp32"]
+    assert fp16["mean_pixel_delta"] < 2.0 and fp16["mask_agreement"] > 0.9
+    assert not list(entry.parent.glob(".*partial*"))
+
+
+def test_onnx_is_self_contained_checked_and_dynamic(entry):
+    data = (entry / "onnx/generator.onnx").read_bytes()
+    model = onnx_export.check_model(data, "generator.onnx")
+    assert model.opset_import[0].version == onnx_export.OPSET or any(o.version == onnx_export.OPSET for o in model.opset_import)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param != "" for d in dims] == [True, False, True, True] and dims[1].dim_value == 64
+    assert [o.name for o in model.graph.output] == ["image", "mask"]
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert not list((entry / "onnx").glob("*.data"))
+
+
+def test_parity_across_grids_and_batches(run_dir):
+    G, _, _ = load_run_generator(run_dir)
+    report = onnx_export.parity(G, onnx_export.to_onnx_bytes(G), "x")
+    cases = {(tuple(c["grid"]), c["batch"]) for c in report["checks"]}
+    assert len({g for g, _ in cases}) >= 3 and {b for _, b in cases} == {1, 2, 7}
+    assert all(c["max_pixel_delta"] <= 1 and c["mask_agreement"] >= 0.999 for c in report["checks"])
+
+
+def test_trained_grid_reproduces_the_trained_model(entry, run_dir):
+    G, _, _ = load_run_generator(run_dir)
+    z = np.random.default_rng(5).standard_normal((4, 64), dtype=np.float32)
+    with torch.no_grad():
+        out = G(torch.from_numpy(z))  # the training-time path: transposed-conv first layer, 1x1 latent
+    ref_img = ((out.images[-1] + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    ref_mask = out.mask_logits.argmax(1).byte().numpy()
+    image, mask = cpu_session(str(entry / "onnx/generator.onnx")).run(None, {"z": latents_from(z, (3, 5))})
+    assert np.abs(image.astype(int) - ref_img).max() <= 1
+    assert (mask == ref_mask).mean() >= 0.999
+
+
+def latents_from(z, grid):
+    return np.ascontiguousarray(np.broadcast_to(z[:, :, None, None], (*z.shape, *grid)))
+
+
+def test_one_file_serves_every_grid(entry):
+    sess = cpu_session(str(entry / "onnx/generator.onnx"))
+    rng = np.random.default_rng(0)
+    for grid in [(2, 2), (3, 5), (6, 12), (24, 40)]:
+        image, mask = sess.run(None, {"z": latents(rng, 2, 64, grid)})
+        assert image.shape == (2, grid[0] * 8, grid[1] * 8, 3) and mask.shape == image.shape[:3]
+        assert image.dtype == np.uint8 and mask.max() < 3
+
+
+def test_export_refuses_when_parity_fails(run_dir, tmp_path, monkeypatch):
+    real = onnx_export.torch_outputs
+
+    def off_by_two(G, z):
+        image, mask = real(G, z)
+        return [np.clip(image.astype(int) + 2, 0, 255).astype(np.uint8), mask]
+
+    monkeypatch.setattr(onnx_export, "torch_outputs", off_by_two)
+    out = tmp_path / "entry"
+    res = CliRunner().invoke(zoo_main, ["export", str(run_dir), "--out", str(out), "--precision", "fp32"])
+    assert res.exit_code == 1
+    assert "differs from PyTorch" in res.output and "refusing" in res.output and str(out) in res.output
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_int8_quality_is_measured_and_enforced(run_dir, tmp_path, monkeypatch):
+    G, _, _ = load_run_generator(run_dir)
+    with torch.no_grad():  # a decisive mask head, as a trained model has; a 3-step one is near a tie everywhere
+        G.mask_converter.weight.mul_(40)
+    fp32 = onnx_export.to_onnx_bytes(G)
+    data, quality = quantize.int8_variant(fp32, 64, (3, 5), "x", has_masks=True)
+    assert quality["mask_agreement"] >= 0.97 and quality["mean_pixel_delta"] < 10
+    qmodel = onnx.load_from_string(data)
+    assert sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node) > 5
+    heads = quantize._head_convs(onnx.load_from_string(fp32))
+    assert len(heads) == 2  # final RGB and mask convs stay in float
+    monkeypatch.setattr(quantize, "MIN_INT8_MASK_AGREEMENT", 1.01)
+    with pytest.raises(ExportError, match="int8 mask agreement"):
+        quantize.int8_variant(fp32, 64, (3, 5), "x", has_masks=True)
+
+
+def test_export_bad_inputs(tmp_path, run_dir):
+    runner = CliRunner()
+    res = runner.invoke(zoo_main, ["export", str(tmp_path), "--out", str(tmp_path / "e")])
+    assert res.exit_code == 1 and "not a trainer run" in res.output
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("keep")
+    res = runner.invoke(zoo_main, ["export", str(run_dir), "--out", str(tmp_path / "busy")])
+    assert res.exit_code == 1 and "not empty" in res.output
+
+
+# -- reference importer --------------------------------------------------------------------------------------
+CH = [256, 256, 256, 128, 64, 32]  # 64x96 training size, ch_G 32: grid 4x6, 5 blocks
+
+
+def reference_state_dict(seed=0, classes=3):
+    """Built from the documented key layout (reference-checkpoint.md), not from our modules."""
+    g = torch.Generator().manual_seed(seed)
+
+    def sn(prefix, cout, cin, k, bias=True):
+        w = torch.randn(cout, cin, k, k, generator=g) * 0.05
+        u = torch.nn.functional.normalize(torch.randn(cout, generator=g), dim=0)
+        for _ in range(3):  # a few power iterations, as training leaves them
+            v = torch.nn.functional.normalize(w.reshape(cout, -1).t() @ u, dim=0)
+            u = torch.nn.functional.normalize(w.reshape(cout, -1) @ v, dim=0)
+        out = {f"{prefix}.weight_orig": w, f"{prefix}.weight_u": u, f"{prefix}.weight_v": v}
+        if bias:
+            out[f"{prefix}.bias"] = torch.randn(cout, generator=g) * 0.01
+        return out
+
+    sd = {"first_linear.weight": torch.randn(64, 256, 4, 6, generator=g) * 0.05,
+          "first_linear.bias": torch.randn(256, generator=g) * 0.01}
+    for i in range(5):
+        cin, cout = CH[i], CH[i + 1]
+        mid = min(cin, cout)
+        sd |= sn(f"body.{i}.conv1", mid, cin, 3) | sn(f"body.{i}.conv2", cout, mid, 3)
+        sd |= sn(f"body.{i}.conv_sc", cout, cin, 1, bias=False) | sn(f"rgb_converters.{i}", 3, cout, 3)
+    sd["mask_converter.weight"] = torch.randn(classes, 32, 3, 3, generator=g) * 0.05
+    sd["mask_converter.bias"] = torch.zeros(classes)
+    return sd
+
+
+def reference_forward(sd, z):
+    """The reference's eval-mode forward written out by hand: sigma = u . (W v) from the stored vectors."""
+    F = torch.nn.functional
+
+    def w(p):
+        wo = sd[f"{p}.weight_orig"]
+        sigma = torch.dot(sd[f"{p}.weight_u"], wo.reshape(wo.shape[0], -1) @ sd[f"{p}.weight_v"])
+        return wo / sigma
+
+    x = F.conv_transpose2d(z.view(-1, 64, 1, 1), sd["first_linear.weight"], sd["first_linear.bias"])
+    for i in range(5):
+        h = F.leaky_relu(x, 0.2)
+        sc = x
+        if i > 0:
+            h, sc = F.interpolate(h, scale_factor=2), F.interpolate(sc, scale_factor=2)
+        h = F.conv2d(h, w(f"body.{i}.conv1"), sd[f"body.{i}.conv1.bias"], padding=1)
+        h = F.conv2d(F.leaky_relu(h, 0.2), w(f"body.{i}.conv2"), sd[f"body.{i}.conv2.bias"], padding=1)
+        x = h + F.conv2d(sc, w(f"body.{i}.conv_sc"))
+    img = torch.tanh(F.conv2d(x, w("rgb_converters.4"), sd["rgb_converters.4.bias"], padding=1))
+    mask = F.conv2d(x, sd["mask_converter.weight"], sd["mask_converter.bias"], padding=1).softmax(1).argmax(1)
+    return img, mask
+
+
+def write_reference_ckpt(folder: Path, sd, opt=None):
+    (folder / "models").mkdir(parents=True)
+    torch.save(sd, folder / "models" / "2000_G_EMA.pth")
+    torch.save(sd, folder / "models" / "1000_G_EMA.pth")
+    (folder / "models" / "latest_epoch.txt").write_text("2000")
+    opt = opt if opt is not None else Namespace(ch_G=32, noise_dim=64, max_size=330, lambda_DR=0.15, no_masks=False,
+                                                dataroot="datasets", batch_size=5, EMA_decay=0.9999, norm_G="none")
+    (folder / "opt.pkl").write_bytes(pickle.dumps(opt))
+
+
+def test_import_reference_matches_the_reference_eval_output(tmp_path):
+    sd = reference_state_dict()
+    assert len(sd) == 79
+    write_reference_ckpt(tmp_path / "ckpt", sd)
+    out = tmp_path / "entry"
+    res = CliRunner().invoke(zoo_main, ["import-reference", str(tmp_path / "ckpt"), "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["grid_h"] == 4 and cfg["model"]["g_blocks"] == 5 and cfg["model"]["num_classes"] == 3
+    assert cfg["training"]["iterations"] == 2000 and cfg["training"]["hyperparameters"]["lambda_DR"] == 0.15
+    z = torch.randn(5, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref_img, ref_mask = reference_forward(sd, z)
+    ref_u8 = ((ref_img + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    image, mask = cpu_session(str(out / "onnx/generator.onnx")).run(None, {"z": latents_from(z.numpy(), (4, 6))})
+    assert np.abs(image.astype(int) - ref_u8).max() <= 1
+    assert (mask == ref_mask.numpy()).mean() >= 0.999
+
+
+def test_import_reference_refuses_unsafe_pickles_and_bad_layouts(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    write_reference_ckpt(tmp_path / "a", reference_state_dict(), opt=Evil())
+    res = CliRunner().invoke(zoo_main, ["import-reference", str(tmp_path / "a"), "--out", str(tmp_path / "e")])
+    assert res.exit_code == 1 and "opt.pkl: not a plain options file" in res.output and "pwned" not in res.output
+    bad = reference_state_dict()
+    del bad["body.2.conv2.bias"]
+    write_reference_ckpt(tmp_path / "b", bad)
+    res = CliRunner().invoke(zoo_main, ["import-reference", str(tmp_path / "b"), "--out", str(tmp_path / "e")])
+    assert res.exit_code == 1 and "does not match the reference generator layout" in res.output
+    res = CliRunner().invoke(zoo_main, ["import-reference", str(tmp_path), "--out", str(tmp_path / "e")])
+    assert res.exit_code == 1 and "no models/ folder" in res.output
+    assert not (tmp_path / "e").exists()
