@@ -1,9 +1,114 @@
-"""`runtime` command line. Sampling commands arrive with the runtime issue; this group already installs."""
+"""`runtime` command line: sample, info."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
 
 import click
+
+from zoo.errors import UserError
+
+
+def user_errors(fn):
+    """User mistakes end in one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oneshot-gan")
 def main() -> None:
-    """Sample images and segmentation masks from exported scenes."""
+    """Sample images and segmentation masks from scene models."""
+
+
+@main.command()
+@click.argument("scene", required=False)
+@click.option("--count", type=int, default=1000, show_default=True)
+@click.option("--out", type=click.Path(), default="samples", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sample i depends only on (seed, i).")
+@click.option("--start-index", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int, default=None, help="[auto: about 0.5 M pixels per batch]")
+@click.option("--grid", default=None, help="Latent grid HxW [the trained grid].")
+@click.option("--size", default=None, help="Output size HxW (a multiple of the model's pixels per cell).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True)
+@click.option("--mask-preview", is_flag=True, help="Also write coloured masks to previews/.")
+@click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True)
+@click.option("--workers", type=int, default=None, help="PNG encoding processes [CPU count].")
+@click.option("--resume", is_flag=True, help="Skip samples already complete in --out.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True)
+@user_errors
+def sample(scene, count, out, seed, start_index, batch_size, grid, size, precision, device, fmt, mask_preview,
+           png_compression, workers, resume, overwrite, as_json, quiet):
+    """Write COUNT new image/mask pairs of SCENE (a bundled scene name or an entry folder) to --out."""
+    from pathlib import Path
+
+    from .sample import Interrupted, sample_to_folder
+    from .sampler import DEFAULT_SCENE, Sampler, parse_hw
+
+    if count <= 0:
+        raise UserError(f"--count must be positive, got {count}")
+    if start_index < 0:
+        raise UserError(f"--start-index must be >= 0, got {start_index}")
+    if grid and size:
+        raise UserError("give --grid or --size, not both")
+    sampler = Sampler.from_pretrained(scene, precision=precision, device=device)
+    g = sampler.grid_for(parse_hw(grid, "grid") if grid else None, parse_hw(size, "size") if size else None)
+    try:
+        summary = sample_to_folder(sampler, Path(out), scene or DEFAULT_SCENE, count, seed, start_index, g,
+                                   batch_size, workers, png_compression, mask_preview, resume, overwrite, quiet)
+    except Interrupted as e:
+        click.echo(f"interrupted: {e.complete} samples are complete in {out}; finish with --resume", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(summary))
+    elif not quiet:
+        click.echo(f"wrote {summary['written']} samples ({summary['size'][0]}x{summary['size'][1]}) to {out} "
+                   f"in {summary['seconds']:.1f} s ({summary['samples_per_s']:.1f} samples/s)", err=True)
+
+
+@main.command()
+@click.argument("scene", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def info(scene, as_json):
+    """Classes, training size, reachable grids, artifacts and providers of SCENE."""
+    import onnxruntime as ort
+
+    from zoo.entry import Entry
+
+    from .sampler import resolve_scene
+
+    entry = Entry.load(resolve_scene(scene))
+    (lo, hi), ppc = entry.grid_bounds, entry.pixels_per_cell
+    data = {"scene": scene or "coins", "folder": str(entry.root), "classes": entry.class_names,
+            "training_size": entry.config["training"]["size"], "trained_grid": list(entry.trained_grid),
+            "grid_bounds": {"min": list(lo), "max": list(hi)}, "pixels_per_cell": ppc,
+            "sizes": {"min": [lo[0] * ppc, lo[1] * ppc], "max": [hi[0] * ppc, hi[1] * ppc]},
+            "artifacts": {k: {kk: v[kk] for kk in ("bytes", "precision") if kk in v}
+                          for k, v in entry.config["files"].items()},
+            "precisions": entry.precisions(), "providers": ort.get_available_providers()}
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"scene          {data['scene']} ({data['folder']})")
+    click.echo(f"classes        {', '.join(data['classes']) or 'no masks'}")
+    click.echo(f"training size  {data['training_size'][0]}x{data['training_size'][1]} "
+               f"(grid {entry.trained_grid[0]}x{entry.trained_grid[1]}, {ppc} px per cell)")
+    click.echo(f"grids          {lo[0]}x{lo[1]} .. {hi[0]}x{hi[1]} "
+               f"(sizes {lo[0] * ppc}x{lo[1] * ppc} .. {hi[0] * ppc}x{hi[1] * ppc}, multiples of {ppc})")
+    click.echo(f"precisions     {', '.join(data['precisions'])}")
+    click.echo(f"providers      {', '.join(data['providers'])}")

@@ -66,6 +66,8 @@ def test_frame_folder_with_masks_by_stem(tmp_path):
     assert s.names == ["f00", "f01", "f02"] and len(s.masks) == 3 and s.num_classes == 3
     s = load_scene(frames, masks, every=2, max_frames=5)
     assert s.names == ["f00", "f02"]
+    assert load_scene(frames, masks, every=2).names == ["f00", "f02"]
+    assert load_scene(frames, masks, max_frames=2).names == ["f00", "f01"]
 
 
 def test_video_frames_every_and_max(tmp_path):

@@ -203,7 +203,7 @@ def load_scene(source: Path, mask: Path | None = None, every: int = 1, max_frame
     fingerprint: dict[str, str] = {}
     mask_paths: list[Path] | None = None
     if source.is_dir():
-        paths = _list_dir(source, IMAGE_EXTS, "frame images")
+        paths = _list_dir(source, IMAGE_EXTS, "frame images")[::every][:max_frames]
         if mask is not None:
             mask_paths = _match_masks(paths, mask)
         named = [(p.stem, read_image(p)) for p in paths]
@@ -227,9 +227,6 @@ def load_scene(source: Path, mask: Path | None = None, every: int = 1, max_frame
             if mask.is_dir():
                 raise DataError(f"{mask}: a single image needs a mask file, not a folder")
             mask_paths = [mask]
-    if source.is_dir() and max_frames is not None:
-        named = named[::every][:max_frames]
-        mask_paths = mask_paths[::every][:max_frames] if mask_paths else mask_paths
 
     frames, names = _same_size([img for _, img in named], [n for n, _ in named], source)
     scene = Scene(frames=frames, masks=None, names=names, fingerprint=fingerprint)

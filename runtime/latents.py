@@ -1,0 +1,36 @@
+"""Reproducible latents: sample i depends only on (seed, i).
+
+Scheme "chunked-v1": chunk c holds CHUNK rows drawn from numpy's default_rng([seed, c]) as float32 standard
+normals; sample i is row i % CHUNK of chunk i // CHUNK. Any batch size, worker split or resumed run gives the
+same latent for the same index, at ~100k latents/s/core (a generator per sample would cost ~0.1 ms each).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SCHEME = "chunked-v1"
+CHUNK = 1024
+
+
+def _chunk(seed: int, c: int, dim: int) -> np.ndarray:
+    return np.random.default_rng([seed, c]).standard_normal((CHUNK, dim), dtype=np.float32)
+
+
+def latent_vectors(seed: int, indices: np.ndarray, dim: int) -> np.ndarray:
+    """(N, dim) float32 latents of the given sample indices."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.size and indices.min() < 0:
+        raise ValueError("sample indices must be >= 0")
+    out = np.empty((indices.size, dim), np.float32)
+    chunks = indices // CHUNK
+    for c in np.unique(chunks):
+        sel = chunks == c
+        out[sel] = _chunk(seed, int(c), dim)[indices[sel] % CHUNK]
+    return out
+
+
+def latent_grid(vectors: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Broadcast (N, dim) latents over a grid: the exported graph's (N, dim, gh, gw) input."""
+    n, d = vectors.shape
+    return np.ascontiguousarray(np.broadcast_to(vectors[:, :, None, None], (n, d, *grid)))

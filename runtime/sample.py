@@ -1,0 +1,147 @@
+"""`runtime sample`: inference, latent generation and PNG encoding overlap (encoding in worker processes)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from zoo.errors import UserError
+
+from . import __version__
+from .latents import SCHEME
+from .sampler import Sampler
+from .writer import complete_indices, encode_batch, flat_palette, write_metadata
+
+SETTINGS = ("scene", "seed", "grid", "precision", "latent_scheme")  # must match to --resume a folder
+
+
+class Interrupted(Exception):
+    def __init__(self, complete: int):
+        self.complete = complete
+
+
+def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
+        raise UserError(f"{out}: folder is not empty (pass --resume to finish it, or --overwrite)")
+    if overwrite and out.is_dir() and not resume:
+        if any(out.iterdir()) and not (out / "dataset.json").is_file():
+            raise UserError(f"{out}: not a sample folder (no dataset.json); --overwrite only replaces those")
+        for name in ("images", "masks", "previews", "metadata.jsonl", "dataset.json"):
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    try:
+        for sub in ("images", "masks"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"{out}: not writable")
+
+
+def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, count: int, argv: list[str]) -> dict:
+    import onnxruntime
+
+    entry = sampler.entry
+    return {"scene": scene, "entry": str(entry.root.resolve()),
+            "revision": entry.config.get("revision") or entry.config["files"].get(
+                f"onnx/generator{'' if sampler.precision == 'fp32' else '.' + sampler.precision}.onnx", {}).get("sha256"),
+            "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
+            "start_index": start, "count": count, "backend": "onnxruntime", "device": sampler.device,
+            "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,
+            "versions": {"oneshot-gan": __version__, "onnxruntime": onnxruntime.__version__,
+                         "python": platform.python_version()},
+            "command": " ".join(argv)}
+
+
+def check_resume(out: Path, info: dict) -> None:
+    path = out / "dataset.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    diff = [k for k in SETTINGS if old.get(k) != info.get(k)]
+    if diff:
+        raise UserError(f"{out}: was sampled with other settings ({', '.join(f'{k}={old.get(k)}' for k in diff)}); "
+                        "use a new --out")
+
+
+def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: int = 0, start: int = 0,
+                     grid=None, batch_size: int | None = None, workers: int | None = None, compress_level: int = 1,
+                     mask_preview: bool = False, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+                     argv: list[str] | None = None) -> dict:
+    """Write samples start .. start+count-1; returns a summary. Ctrl-C leaves only complete samples."""
+    if count <= 0:
+        raise UserError(f"--count must be positive, got {count}")
+    grid = sampler.grid_for(grid)
+    info = dataset_info(sampler, scene, seed, grid, start, count, argv or sys.argv)
+    prepare_out(out, resume, overwrite)
+    if resume:
+        check_resume(out, info)
+    if mask_preview:
+        (out / "previews").mkdir(exist_ok=True)
+    (out / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+    done = complete_indices(out) if resume else set()
+    todo = np.array([i for i in range(start, start + count) if i not in done], dtype=np.int64)
+    batch_size = batch_size or auto_batch(sampler.output_size(grid))
+    workers = workers or max(1, os.cpu_count() or 1)
+    palette = flat_palette(sampler.entry.palette) if sampler.entry.has_masks else []
+    t0 = time.perf_counter()
+    written: set[int] = set()
+    bar = tqdm(total=count, initial=count - len(todo), unit="sample", file=sys.stderr, disable=quiet,
+               dynamic_ncols=True, desc="sample")
+    pool = ProcessPoolExecutor(workers)
+    pending = set()
+    try:
+        for idx, images, masks in sampler.iter_batches(indices=todo, seed=seed, batch_size=batch_size, grid=grid):
+            pending.add(pool.submit(encode_batch, str(out), idx, images, masks, palette, compress_level, mask_preview))
+            while len(pending) >= 2 * workers:
+                pending = _collect(pending, written, bar, FIRST_COMPLETED)
+        pending = _collect(pending, written, bar, None)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _finish(out, seed, sampler)
+        raise Interrupted(len(complete_indices(out))) from None
+    except OSError as e:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _finish(out, seed, sampler)
+        complete = len(complete_indices(out))
+        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise UserError(f"{out}: {reason} while writing; {complete} samples are complete "
+                        "(free space, then run again with --resume)") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    _finish(out, seed, sampler)
+    elapsed = time.perf_counter() - t0
+    return {"out": str(out), "written": len(written), "skipped": len(done & set(range(start, start + count))),
+            "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
+            "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
+
+
+def _collect(pending, written, bar, mode):
+    done, pending = wait(pending, return_when=mode or "ALL_COMPLETED")
+    for f in done:
+        indices = f.result()  # re-raises a worker's OSError (disk full) here
+        written.update(indices)
+        bar.update(len(indices))
+    return pending
+
+
+def _finish(out: Path, seed: int, sampler: Sampler) -> None:
+    write_metadata(out, complete_indices(out), seed, sampler.entry.has_masks)
+
+
+def auto_batch(size: tuple[int, int]) -> int:
+    """About 0.5 M output pixels per batch: large enough for the GEMMs, small enough for the cache."""
+    return int(max(1, min(64, 500_000 // (size[0] * size[1]))))

@@ -1,0 +1,138 @@
+"""The library API: sample images and class-id masks from a scene entry with onnxruntime (no torch).
+
+    from runtime import Sampler
+    s = Sampler.from_pretrained("coins")
+    images, masks = s.sample(count=16, seed=0)          # (16, H, W, 3) uint8, (16, H, W) uint8
+    for indices, images, masks in s.iter_batches(0, 1000, seed=0): ...
+
+One onnxruntime session is shared; `sample` may be called from several threads at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from zoo.entry import Entry
+from zoo.errors import UserError
+
+from .latents import SCHEME, latent_grid, latent_vectors
+
+BUNDLED = Path(__file__).with_name("scenes")
+DEFAULT_SCENE = "coins"
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def bundled_scenes() -> list[str]:
+    return sorted(p.name for p in BUNDLED.iterdir() if (p / "config.json").is_file()) if BUNDLED.is_dir() else []
+
+
+def resolve_scene(scene: str | os.PathLike | None) -> Path:
+    """A bundled scene name or a local entry folder (Hub ids arrive with the zoo issue)."""
+    if scene is None:
+        scene = DEFAULT_SCENE
+    path = Path(scene)
+    if path.is_dir():
+        return path
+    if str(scene) in bundled_scenes():
+        return BUNDLED / str(scene)
+    known = ", ".join(bundled_scenes()) or "none"
+    raise UserError(f"{scene}: unknown scene (not a folder; bundled scenes: {known})")
+
+
+def parse_hw(text: str, what: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise UserError(f"--{what} must look like HxW, got {text!r}") from None
+    return h, w
+
+
+class Sampler:
+    def __init__(self, entry: Entry, precision: str = "fp32", device: str = "auto", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.entry = entry
+        self.precision = precision
+        path = entry.onnx_path(precision)
+        available = ort.get_available_providers()
+        if device == "auto":
+            device = "cuda" if PROVIDERS["cuda"] in available else "cpu"
+        if device not in PROVIDERS:
+            raise UserError(f"--device must be auto, cpu, cuda or tensorrt, got {device}")
+        wanted = PROVIDERS[device]
+        if wanted not in available:
+            raise UserError(f"{wanted} is not available in this onnxruntime (available: {', '.join(available)}); "
+                            "install onnxruntime-gpu for cuda/tensorrt")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=[wanted, "CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for corrupt files
+            raise UserError(f"{path}: cannot load the model ({str(e).splitlines()[0][:200]})") from None
+        if self.session.get_providers()[0] != wanted:
+            raise UserError(f"{wanted} did not come up for {path} (got {self.session.get_providers()}); "
+                            "refusing to fall back to another device silently")
+        self.device = device
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in ("image", "mask")]
+
+    @classmethod
+    def from_pretrained(cls, scene: str | os.PathLike | None = None, **kwargs) -> "Sampler":
+        return cls(Entry.load(resolve_scene(scene)), **kwargs)
+
+    # -- grids ---------------------------------------------------------------------------------------------
+    def grid_for(self, grid: tuple[int, int] | None = None, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The latent grid for a requested grid or output size (trained grid by default), within bounds."""
+        ppc = self.entry.pixels_per_cell
+        if size is not None:
+            if size[0] % ppc or size[1] % ppc:
+                raise UserError(f"size {size[0]}x{size[1]} is not reachable: sides must be multiples of {ppc} "
+                                f"(grid x {ppc})")
+            grid = (size[0] // ppc, size[1] // ppc)
+        grid = tuple(grid or self.entry.trained_grid)
+        (lo_h, lo_w), (hi_h, hi_w) = self.entry.grid_bounds
+        if not (lo_h <= grid[0] <= hi_h and lo_w <= grid[1] <= hi_w):
+            raise UserError(f"grid {grid[0]}x{grid[1]} is outside this model's bounds "
+                            f"{lo_h}x{lo_w} .. {hi_h}x{hi_w}")
+        return grid
+
+    def output_size(self, grid: tuple[int, int]) -> tuple[int, int]:
+        return grid[0] * self.entry.pixels_per_cell, grid[1] * self.entry.pixels_per_cell
+
+    # -- sampling ------------------------------------------------------------------------------------------
+    def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        z = latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
+        out = self.session.run(self.outputs, {"z": z})
+        return out[0], (out[1] if len(out) > 1 else None)
+
+    def sample(self, indices=None, count: int | None = None, seed: int = 0, start: int = 0,
+               grid: tuple[int, int] | None = None, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
+        """Images (N, H, W, 3) and masks (N, H, W) of the given indices, or of start .. start+count-1."""
+        if indices is None:
+            if count is None or count <= 0:
+                raise UserError("give sample indices or a positive count")
+            indices = np.arange(start, start + count)
+        indices = np.asarray(indices, dtype=np.int64)
+        grid = self.grid_for(grid)
+        parts = [self.run(indices[i:i + batch_size], seed, grid) for i in range(0, len(indices), batch_size)]
+        images = np.concatenate([p[0] for p in parts])
+        masks = np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
+        return images, masks
+
+    def iter_batches(self, start: int = 0, count: int = 1000, seed: int = 0, batch_size: int = 16,
+                     grid: tuple[int, int] | None = None, indices=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Yields (indices, images, masks) batches over start .. start+count-1 (or the given indices)."""
+        grid = self.grid_for(grid)
+        indices = np.arange(start, start + count) if indices is None else np.asarray(indices, dtype=np.int64)
+        for i in range(0, len(indices), batch_size):
+            idx = indices[i:i + batch_size]
+            yield (idx, *self.run(idx, seed, grid))
+
+    def describe(self) -> dict:
+        return {"latent_scheme": SCHEME, "precision": self.precision, "device": self.device,
+                "providers": self.session.get_providers()}

@@ -1,0 +1,81 @@
+"""Writing samples as a dataset folder that tools read directly.
+
+    images/000000000.png   RGB
+    masks/000000000.png    palette PNG, pixel value = class id
+    previews/000000000.png coloured mask (only with --mask-preview)
+    metadata.jsonl         file_name, mask_file_name, index, seed (HF `imagefolder` reads the pairs)
+    dataset.json           provenance
+
+Every file is written to a temp name and renamed. The mask is written before the image, so a sample is
+complete exactly when its image exists.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+NAME = "{:09d}.png"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def png_bytes(img: Image.Image, compress_level: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def encode_batch(out: str, indices: np.ndarray, images: np.ndarray, masks: np.ndarray | None,
+                 palette: list[int], compress_level: int, preview: bool) -> list[int]:
+    """Runs in a worker process: write one batch of samples; returns the indices written."""
+    root = Path(out)
+    done = []
+    for k, index in enumerate(indices):
+        name = NAME.format(int(index))
+        if masks is not None:
+            m = Image.fromarray(masks[k], "P")
+            m.putpalette(palette)
+            atomic_write(root / "masks" / name, png_bytes(m, compress_level))
+            if preview:
+                colours = np.asarray(palette, np.uint8).reshape(-1, 3)[masks[k]]
+                atomic_write(root / "previews" / name, png_bytes(Image.fromarray(colours), compress_level))
+        atomic_write(root / "images" / name, png_bytes(Image.fromarray(images[k]), compress_level))
+        done.append(int(index))
+    return done
+
+
+def complete_indices(out: Path) -> set[int]:
+    folder = out / "images"
+    if not folder.is_dir():
+        return set()
+    return {int(p.stem) for p in folder.iterdir() if p.suffix == ".png" and p.stem.isdigit()}
+
+
+def write_metadata(out: Path, indices: set[int], seed: int, has_masks: bool) -> None:
+    lines = []
+    for i in sorted(indices):
+        row = {"file_name": f"images/{NAME.format(i)}"}
+        if has_masks:
+            row["mask_file_name"] = f"masks/{NAME.format(i)}"
+        lines.append(json.dumps({**row, "index": i, "seed": seed}))
+    atomic_write(out / "metadata.jsonl", ("\n".join(lines) + "\n" if lines else "").encode())
+
+
+def flat_palette(palette: list[list[int]]) -> list[int]:
+    flat = [c for rgb in palette for c in rgb]
+    return flat + [0] * (768 - len(flat))
