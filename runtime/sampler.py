@@ -72,7 +72,8 @@ class Sampler:
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=[wanted, "CPUExecutionProvider"])
+            providers = [wanted] + (["CPUExecutionProvider"] if wanted != PROVIDERS["cpu"] else [])
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             raise UserError(f"{path}: cannot load the model ({str(e).splitlines()[0][:200]})") from None
         if self.session.get_providers()[0] != wanted:

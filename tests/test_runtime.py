@@ -1,0 +1,119 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from runtime.cli import main
+from runtime.latents import CHUNK, latent_vectors
+from runtime.sampler import Sampler
+from zoo.entry import Entry
+
+
+def test_runtime_does_not_import_torch():
+    code = "import sys, runtime, runtime.cli, runtime.sample, zoo.entry; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_latents_depend_only_on_seed_and_index():
+    a = latent_vectors(3, np.arange(0, 2 * CHUNK + 5), 64)
+    b = np.concatenate([latent_vectors(3, np.arange(i, min(i + 7, 2 * CHUNK + 5)), 64)
+                        for i in range(0, 2 * CHUNK + 5, 7)])
+    assert np.array_equal(a, b)
+    assert np.array_equal(latent_vectors(3, [CHUNK + 1, 2], 64), a[[CHUNK + 1, 2]])
+    assert not np.array_equal(latent_vectors(4, [0], 64), a[:1])
+
+
+def test_samples_are_identical_for_any_batch_size(entry):
+    s = Sampler(Entry.load(entry))
+    img1, m1 = s.sample(count=9, seed=5, batch_size=1)
+    img4, m4 = s.sample(count=9, seed=5, batch_size=4)
+    assert img1.shape == (9, 24, 40, 3) and m1.shape == (9, 24, 40)
+    assert np.array_equal(img1, img4) and np.array_equal(m1, m4)
+    part, _ = s.sample(indices=[3, 4], seed=5)
+    assert np.array_equal(part, img1[3:5])
+
+
+def test_sample_cli_writes_a_dataset_and_resumes(entry, tmp_path):
+    out = tmp_path / "samples"
+    args = [str(entry), "--out", str(out), "--seed", "2", "--workers", "1", "-q"]
+    res = CliRunner().invoke(main, ["sample", *args, "--count", "6", "--json", "--mask-preview"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert summary["written"] == 6 and summary["size"] == [24, 40]
+    rows = [json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(6))
+    assert rows[0] == {"file_name": "images/000000000.png", "mask_file_name": "masks/000000000.png",
+                       "index": 0, "seed": 2}
+    mask = Image.open(out / "masks/000000004.png")
+    assert mask.mode == "P" and np.asarray(mask).max() < 3
+    assert (out / "previews/000000004.png").is_file()
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["latent_scheme"] == "chunked-v1" and info["seed"] == 2 and info["grid"] == [3, 5]
+    first = (out / "images/000000004.png").read_bytes()
+    (out / "images/000000004.png").unlink()  # as if interrupted before this sample completed
+    res = CliRunner().invoke(main, ["sample", *args, "--count", "8", "--resume", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["written"] == 3  # 4, 6 and 7
+    assert (out / "images/000000004.png").read_bytes() == first
+    assert len((out / "metadata.jsonl").read_text().splitlines()) == 8
+    s = Sampler(Entry.load(entry))
+    img, _ = s.sample(indices=[7], seed=2)
+    assert np.array_equal(np.asarray(Image.open(out / "images/000000007.png")), img[0])
+
+
+def test_custom_grid_and_size(entry, tmp_path):
+    res = CliRunner().invoke(main, ["sample", str(entry), "--out", str(tmp_path / "a"), "--count", "2",
+                                    "--size", "48x96", "--workers", "1", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "a/images/000000001.png").size == (96, 48)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--count", "0"], "--count must be positive"),
+    (["--grid", "1x5"], "outside this model's bounds"),
+    (["--size", "30x40"], "not reachable"),
+    (["--device", "cuda"], "CUDAExecutionProvider is not available"),
+    (["--precision", "int8"], "no int8 model in this entry"),
+])
+def test_bad_sample_requests(entry, tmp_path, args, expect):
+    res = CliRunner().invoke(main, ["sample", str(entry), "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code == 1 and res.output.startswith("error: ") and expect in res.output, res.output
+    assert res.output.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
+def test_bad_scenes_and_outputs(entry, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["sample", "no-such-scene", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "unknown scene" in res.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((entry / "config.json").read_text())
+    (broken / "onnx").mkdir()
+    (broken / "onnx/generator.onnx").write_bytes((entry / "onnx/generator.onnx").read_bytes()[:5000])
+    res = runner.invoke(main, ["sample", str(broken), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "cannot load the model" in res.output
+    (broken / "config.json").write_text("{not json")
+    res = runner.invoke(main, ["sample", str(broken), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "config.json: not valid JSON" in res.output
+    (tmp_path / "file").write_text("x")
+    res = runner.invoke(main, ["sample", str(entry), "--out", str(tmp_path / "file"), "--count", "1"])
+    assert res.exit_code == 1 and "not a folder" in res.output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep").write_text("x")
+    res = runner.invoke(main, ["sample", str(entry), "--out", str(busy), "--count", "1"])
+    assert res.exit_code == 1 and "not empty" in res.output
+
+
+def test_entry_paths_cannot_escape(entry, tmp_path):
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    cfg = json.loads((entry / "config.json").read_text())
+    cfg["files"]["../../etc/passwd"] = {"sha256": "0" * 64}
+    (evil / "config.json").write_text(json.dumps(cfg))
+    res = CliRunner().invoke(main, ["info", str(evil)])
+    assert res.exit_code == 1 and "escapes the entry folder" in res.output
