@@ -60,10 +60,17 @@ def entry_config(G: Generator, classes: dict, training: dict) -> dict:
                     **({"mask": {"dtype": "uint8", "layout": "NHW", "meaning": "class id"}} if cfg.has_masks else {})},
         "classes": classes,
         "training": {"size": [cfg.height, cfg.width], **training},
+        "cost": {"macs_per_sample_at_trained_grid": sampling_macs(G)},
         "files": {},
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def sampling_macs(G: Generator) -> int:
+    from trainer.describe import describe
+
+    return describe(G.cfg)["g_macs_sampling"]
 
 
 def _preview(onnx_data: bytes, G: Generator, palette) -> bytes:
@@ -79,7 +86,8 @@ def check_destination(out: Path, overwrite: bool) -> None:
 
 
 def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
-                 probabilities: bool = False, overwrite: bool = False, log=print) -> dict:
+                 probabilities: bool = False, overwrite: bool = False, log=print, weights: bool = True,
+                 card: dict | None = None) -> dict:
     """Export a trainer run into an entry folder; returns the entry's config."""
     check_destination(Path(out), overwrite)
     G, run_config, ckpt = load_run_generator(run_dir)
@@ -87,11 +95,11 @@ def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32"
     classes = {"names": data.get("class_names") or [], "palette": data.get("palette") or []}
     training = {"iterations": int(ckpt.stem.split("-")[1]), "frames": len(data.get("frames") or []),
                 "fingerprint": data.get("fingerprint", {}), "hyperparameters": run_config.get("train", {})}
-    return write_entry(G, out, classes, training, precisions, probabilities, log)
+    return write_entry(G, out, classes, training, precisions, probabilities, log, weights, card)
 
 
 def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisions: tuple[str, ...],
-                probabilities: bool, log) -> dict:
+                probabilities: bool, log, weights: bool = True, card: dict | None = None) -> dict:
     """Export G's ONNX variants, weights, preview and config into `out`, all or nothing."""
     out = Path(out)
     unknown = set(precisions) - set(PRECISIONS)
@@ -121,20 +129,42 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
             quality = measure(fp32, data, G.cfg.noise_dim, grid).as_dict()
             config["files"][ONNX_FILES["fp16"]] = {"precision": "fp16", "quality_vs_fp32": quality}
             log(f"fp16 ONNX: {quality}")
-        save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(stage / "model.safetensors"),
-                  metadata={"format": "oneshot-gan-generator/1", "weights": "EMA"})
-        config["files"]["model.safetensors"] = {"weights": "EMA generator, reference state-dict layout"}
+        if weights:
+            save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(stage / "model.safetensors"),
+                      metadata={"format": "oneshot-gan-generator/1", "weights": "EMA"})
+            config["files"]["model.safetensors"] = {"weights": "EMA generator, reference state-dict layout"}
         (stage / "preview.png").write_bytes(_preview(fp32, G, config["classes"]["palette"] or None))
         config["files"]["preview.png"] = {}
         for name in config["files"]:
             config["files"][name]["sha256"] = sha256_bytes((stage / name).read_bytes())
             config["files"][name]["bytes"] = (stage / name).stat().st_size
         (stage / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (stage / "README.md").write_text(model_card(config, card or {}))
         _swap_into_place(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return config
+
+
+def model_card(config: dict, card: dict) -> str:
+    """A Hugging Face model card: YAML metadata, then what the scene is and how to sample it."""
+    h, w = config["training"]["size"]
+    names = config["classes"]["names"]
+    lines = ["---", "library_name: oneshot-gan", "pipeline_tag: unconditional-image-generation",
+             "tags:", "- one-shot-gan", "- osmis", "- image-segmentation-masks", "- data-augmentation",
+             f"license: {card.get('license', 'other')}", "---", "",
+             f"# {card.get('title', 'One-shot image + mask GAN scene')}", "",
+             "A One-Shot GAN / OSMIS generator trained on a single scene. It samples new images of the scene"
+             + (" with aligned segmentation masks." if names else "."), "",
+             f"- training image: {card.get('source', 'not recorded')}",
+             f"- training image licence: {card.get('image_license', 'not recorded')}",
+             f"- training size: {h}x{w}, latent grid {config['latent']['trained_grid'][0]}x"
+             f"{config['latent']['trained_grid'][1]}, {config['training'].get('iterations', '?')} iterations",
+             f"- classes: {', '.join(names) if names else 'none (images only)'}",
+             f"- files: {', '.join(sorted(config['files']))}", "", "![preview](preview.png)", "",
+             "```bash", "runtime sample THIS_FOLDER --count 1000 --out samples", "```", ""]
+    return "\n".join(lines)
 
 
 def _swap_into_place(stage: Path, out: Path) -> None:

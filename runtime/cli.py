@@ -112,3 +112,17 @@ def info(scene, as_json):
                f"(sizes {lo[0] * ppc}x{lo[1] * ppc} .. {hi[0] * ppc}x{hi[1] * ppc}, multiples of {ppc})")
     click.echo(f"precisions     {', '.join(data['precisions'])}")
     click.echo(f"providers      {', '.join(data['providers'])}")
+
+
+@main.command()
+@click.argument("scene", required=False)
+@click.option("--reps", type=int, default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def bench(scene, reps, as_json):
+    """Measure peak GEMM, model-only and end-to-end throughput of SCENE, side by side."""
+    from .bench import format_bench, run_bench
+    from .sampler import DEFAULT_SCENE
+
+    summary = run_bench(scene or DEFAULT_SCENE, reps)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_bench(summary))

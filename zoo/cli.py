@@ -45,16 +45,25 @@ def main() -> None:
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
               default=("fp32", "int8"), show_default=True, help="Variants to write (fp32 is always written).")
 @click.option("--probabilities", is_flag=True, help="Also output class probabilities (B, M, H, W) float32.")
+@click.option("--no-weights", is_flag=True, help="Leave out model.safetensors (a sampling-only entry).")
+@click.option("--title", default=None, help="Model card title.")
+@click.option("--source", default=None, help="Model card: where the training image comes from.")
+@click.option("--image-license", default=None, help="Model card: the training image's licence.")
+@click.option("--license", "license_", default="other", show_default=True, help="Model card licence id.")
 @click.option("--overwrite", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
 @user_errors
-def export_cmd(run_dir, out, precisions, probabilities, overwrite, quiet):
+def export_cmd(run_dir, out, precisions, probabilities, no_weights, title, source, image_license, license_,
+               overwrite, quiet):
     """Export a trainer run's EMA generator to an entry folder (ONNX + config + weights)."""
     _needs_export_extra()
     from export.entry import export_entry
 
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    config = export_entry(run_dir, out, tuple(dict.fromkeys(("fp32", *precisions))), probabilities, overwrite, log)
+    card = {k: v for k, v in {"title": title, "source": source, "image_license": image_license,
+                              "license": license_}.items() if v}
+    config = export_entry(run_dir, out, tuple(dict.fromkeys(("fp32", *precisions))), probabilities, overwrite, log,
+                          weights=not no_weights, card=card)
     if not quiet:
         click.echo(f"wrote {out}: {', '.join(config['files'])}", err=True)
 

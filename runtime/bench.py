@@ -1,0 +1,149 @@
+"""`runtime bench`: throughput measured side by side, each measurement in its own process.
+
+- peak: fp32 GEMM (1024^3 MatMul) through onnxruntime, the machine's practical fp32 peak;
+- model-only: onnxruntime fp32 and int8 (and fp16 when present), images/s at the auto batch size;
+- torch: the PyTorch model in eager mode (inference mode, channels_last) when torch, the trainer package and
+  the entry's model.safetensors are available;
+- end-to-end: `runtime sample` into a temp folder, PNG images and palette masks written.
+GFLOP/s = 2 x MACs per sample x samples/s, with MACs from the entry's config.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MATMUL = Path(__file__).with_name("assets") / "matmul.onnx"
+
+
+def _median_rate(fn, items: int, reps: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return items / statistics.median(times)
+
+
+def measure(kind: str, scene: str, reps: int) -> dict:
+    import onnxruntime as ort
+
+    from zoo.entry import Entry
+
+    from .sample import auto_batch, sample_to_folder
+    from .sampler import Sampler, resolve_scene
+
+    if kind == "peak":
+        n = 1024
+        sess = ort.InferenceSession(str(MATMUL), providers=["CPUExecutionProvider"])
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        rate = _median_rate(lambda: sess.run(None, {"a": a, "b": a}), 1, reps)
+        return {"gflops": 2 * n ** 3 * rate / 1e9}
+    entry = Entry.load(resolve_scene(scene))
+    if kind == "torch":
+        return {"samples_per_s": _torch_rate(entry, reps)}
+    if kind == "end_to_end":
+        sampler = Sampler(entry)
+        count = max(64, 4 * auto_batch(sampler.output_size(entry.trained_grid)))
+        with tempfile.TemporaryDirectory() as tmp:
+            sample_to_folder(sampler, Path(tmp) / "w", scene, min(16, count), quiet=True, argv=[])  # warm-up
+            s = sample_to_folder(sampler, Path(tmp) / "o", scene, count, quiet=True, argv=[])
+        return {"samples_per_s": s["samples_per_s"], "count": count}
+    sampler = Sampler(entry, precision=kind)
+    b = auto_batch(sampler.output_size(entry.trained_grid))
+    idx = np.arange(b)
+    return {"samples_per_s": _median_rate(lambda: sampler.run(idx, 0, entry.trained_grid), b, reps), "batch": b}
+
+
+def _torch_rate(entry, reps: int) -> float | None:
+    try:
+        import torch
+        from safetensors.torch import load_file
+
+        from export.graph import SamplerGraph, fold_spectral_norm
+        from trainer.config import ModelConfig
+        from trainer.generator import Generator
+    except ImportError:
+        return None
+    weights = entry.root / "model.safetensors"
+    if not weights.is_file():
+        return None
+    G = Generator(ModelConfig.from_dict(entry.config["model"]))
+    G.load_state_dict(load_file(str(weights)))
+    graph = SamplerGraph(fold_spectral_norm(G)).eval().to(memory_format=torch.channels_last)
+    best = 0.0
+    for b in (1, 4, 8):
+        z = torch.randn(b, entry.noise_dim, *entry.trained_grid)
+
+        def run():
+            with torch.inference_mode():
+                graph(z)
+        best = max(best, _median_rate(run, b, reps))
+    return best
+
+
+def run_bench(scene: str, reps: int = 5) -> dict:
+    from zoo.entry import Entry
+
+    from .sampler import resolve_scene
+
+    entry = Entry.load(resolve_scene(scene))
+    kinds = ["peak", *entry.precisions(), "torch", "end_to_end"]
+    results = {}
+    for kind in kinds:
+        cmd = [sys.executable, "-m", "runtime.bench", kind, scene, str(reps)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            results[kind] = {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+            continue
+        results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+    macs = entry.config.get("cost", {}).get("macs_per_sample_at_trained_grid")
+    peak = results["peak"].get("gflops")
+    for kind, r in results.items():
+        if r.get("samples_per_s") and macs:
+            r["gflops"] = 2 * macs * r["samples_per_s"] / 1e9
+            r["fraction_of_peak"] = r["gflops"] / peak if peak else None
+    fp32 = results.get("fp32", {}).get("samples_per_s")
+    summary = {"scene": scene, "size": entry.config["training"]["size"], "macs_per_sample": macs,
+               "results": results}
+    if fp32:
+        summary["int8_vs_fp32"] = (results.get("int8", {}).get("samples_per_s") or 0) / fp32 or None
+        summary["end_to_end_vs_model"] = results["end_to_end"].get("samples_per_s", 0) / fp32
+        if results["torch"].get("samples_per_s"):
+            summary["fp32_vs_torch"] = fp32 / results["torch"]["samples_per_s"]
+    return summary
+
+
+def format_bench(s: dict) -> str:
+    lines = [f"scene {s['scene']} at {s['size'][0]}x{s['size'][1]}"
+             + (f", {s['macs_per_sample'] / 1e9:.2f} GMAC per sample" if s["macs_per_sample"] else "")]
+    names = {"peak": "fp32 GEMM peak (onnxruntime MatMul)", "fp32": "model only, onnxruntime fp32",
+             "int8": "model only, onnxruntime int8", "fp16": "model only, onnxruntime fp16",
+             "torch": "model only, PyTorch eager", "end_to_end": "runtime sample, PNGs written"}
+    for kind, r in s["results"].items():
+        if "error" in r:
+            lines.append(f"  {names[kind]:38s} failed: {r['error']}")
+        elif kind == "peak":
+            lines.append(f"  {names[kind]:38s} {r['gflops']:8.1f} GFLOP/s")
+        elif r.get("samples_per_s") is None:
+            lines.append(f"  {names[kind]:38s} n/a (needs torch, the trainer and model.safetensors)")
+        else:
+            extra = f"  {r['gflops']:7.1f} GFLOP/s = {r['fraction_of_peak']:.2f} of peak" if r.get("gflops") else ""
+            lines.append(f"  {names[kind]:38s} {r['samples_per_s']:8.2f} samples/s{extra}")
+    for key, label in (("int8_vs_fp32", "int8 / fp32"), ("fp32_vs_torch", "onnxruntime fp32 / PyTorch eager"),
+                       ("end_to_end_vs_model", "end-to-end / model-only fp32")):
+        if s.get(key):
+            lines.append(f"  {label:38s} {s[key]:8.2f}x")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
