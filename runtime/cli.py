@@ -42,7 +42,8 @@ def main() -> None:
 @click.option("--size", default=None, help="Output size HxW (a multiple of the model's pixels per cell).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["png"]), default="png", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["png", "webdataset", "npz"]), default="png", show_default=True,
+              help="png: images/ + masks/ + metadata.jsonl; webdataset: tar shards; npz: raw array shards.")
 @click.option("--mask-preview", is_flag=True, help="Also write coloured masks to previews/.")
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True)
 @click.option("--workers", type=int, default=None, help="PNG encoding processes [CPU count].")
@@ -69,7 +70,8 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     g = sampler.grid_for(parse_hw(grid, "grid") if grid else None, parse_hw(size, "size") if size else None)
     try:
         summary = sample_to_folder(sampler, Path(out), scene or DEFAULT_SCENE, count, seed, start_index, g,
-                                   batch_size, workers, png_compression, mask_preview, resume, overwrite, quiet)
+                                   batch_size, workers, png_compression, mask_preview, resume, overwrite, quiet,
+                                   fmt=fmt)
     except Interrupted as e:
         click.echo(f"interrupted: {e.complete} samples are complete in {out}; finish with --resume", err=True)
         sys.exit(130)

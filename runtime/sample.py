@@ -20,9 +20,12 @@ from zoo.errors import UserError
 from . import __version__
 from .latents import SCHEME
 from .sampler import Sampler
-from .writer import complete_indices, encode_batch, flat_palette, write_metadata
+from .webdataset import write_shard
+from .writer import SHARD_EXT, complete_indices, encode_batch, flat_palette, shard_name, write_metadata, write_npz
 
-SETTINGS = ("scene", "seed", "grid", "precision", "latent_scheme")  # must match to --resume a folder
+SHARD_SIZE = 256  # samples per shard file (webdataset / npz), aligned on absolute indices
+
+SETTINGS = ("scene", "seed", "grid", "precision", "latent_scheme", "format")  # must match to --resume a folder
 
 
 class Interrupted(Exception):
@@ -38,19 +41,19 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
     if overwrite and out.is_dir() and not resume:
         if any(out.iterdir()) and not (out / "dataset.json").is_file():
             raise UserError(f"{out}: not a sample folder (no dataset.json); --overwrite only replaces those")
-        for name in ("images", "masks", "previews", "metadata.jsonl", "dataset.json"):
+        for name in ("images", "masks", "previews", "shards", "metadata.jsonl", "dataset.json"):
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     try:
-        for sub in ("images", "masks"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{out}: cannot create the output folder ({e.strerror})") from None
     if not os.access(out, os.W_OK):
         raise UserError(f"{out}: not writable")
 
 
-def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, count: int, argv: list[str]) -> dict:
+def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, count: int, argv: list[str],
+                 fmt: str) -> dict:
     import onnxruntime
 
     entry = sampler.entry
@@ -58,7 +61,7 @@ def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, coun
             "revision": entry.config.get("revision") or entry.config["files"].get(
                 f"onnx/generator{'' if sampler.precision == 'fp32' else '.' + sampler.precision}.onnx", {}).get("sha256"),
             "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
-            "start_index": start, "count": count, "backend": "onnxruntime", "device": sampler.device,
+            "start_index": start, "count": count, "format": fmt, "backend": "onnxruntime", "device": sampler.device,
             "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,
             "versions": {"oneshot-gan": __version__, "onnxruntime": onnxruntime.__version__,
                          "python": platform.python_version()},
@@ -79,19 +82,20 @@ def check_resume(out: Path, info: dict) -> None:
 def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: int = 0, start: int = 0,
                      grid=None, batch_size: int | None = None, workers: int | None = None, compress_level: int = 1,
                      mask_preview: bool = False, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-                     argv: list[str] | None = None) -> dict:
+                     argv: list[str] | None = None, fmt: str = "png") -> dict:
     """Write samples start .. start+count-1; returns a summary. Ctrl-C leaves only complete samples."""
     if count <= 0:
         raise UserError(f"--count must be positive, got {count}")
     grid = sampler.grid_for(grid)
-    info = dataset_info(sampler, scene, seed, grid, start, count, argv or sys.argv)
+    info = dataset_info(sampler, scene, seed, grid, start, count, argv or sys.argv, fmt)
     prepare_out(out, resume, overwrite)
     if resume:
         check_resume(out, info)
-    if mask_preview:
-        (out / "previews").mkdir(exist_ok=True)
+    folders = ["images", "masks"] + (["previews"] if mask_preview else []) if fmt == "png" else ["shards"]
+    for sub in folders:
+        (out / sub).mkdir(exist_ok=True)
     (out / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    done = complete_indices(out) if resume else set()
+    done = complete_indices(out, fmt) if resume else set()
     todo = np.array([i for i in range(start, start + count) if i not in done], dtype=np.int64)
     batch_size = batch_size or auto_batch(sampler.output_size(grid))
     workers = workers or max(1, os.cpu_count() or 1)
@@ -102,27 +106,34 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
                dynamic_ncols=True, desc="sample")
     pool = ProcessPoolExecutor(workers)
     pending = set()
+    shards = ShardBuffer(todo)
     try:
         for idx, images, masks in sampler.iter_batches(indices=todo, seed=seed, batch_size=batch_size, grid=grid):
-            pending.add(pool.submit(encode_batch, str(out), idx, images, masks, palette, compress_level, mask_preview))
+            if fmt == "png":
+                pending.add(pool.submit(encode_batch, str(out), idx, images, masks, palette, compress_level,
+                                        mask_preview))
+            for s_idx, s_img, s_mask in (shards.add(idx, images, masks) if fmt != "png" else []):
+                path = out / "shards" / (shard_name(s_idx) + SHARD_EXT[fmt])
+                pending.add(pool.submit(write_shard, path, s_idx, s_img, s_mask, palette, compress_level)
+                            if fmt == "webdataset" else pool.submit(write_npz, path, s_idx, s_img, s_mask))
             while len(pending) >= 2 * workers:
                 pending = _collect(pending, written, bar, FIRST_COMPLETED)
         pending = _collect(pending, written, bar, None)
     except KeyboardInterrupt:
         pool.shutdown(wait=True, cancel_futures=True)
-        _finish(out, seed, sampler)
-        raise Interrupted(len(complete_indices(out))) from None
+        _finish(out, seed, sampler, fmt)
+        raise Interrupted(len(complete_indices(out, fmt))) from None
     except OSError as e:
         pool.shutdown(wait=True, cancel_futures=True)
-        _finish(out, seed, sampler)
-        complete = len(complete_indices(out))
+        _finish(out, seed, sampler, fmt)
+        complete = len(complete_indices(out, fmt))
         reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise UserError(f"{out}: {reason} while writing; {complete} samples are complete "
                         "(free space, then run again with --resume)") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    _finish(out, seed, sampler)
+    _finish(out, seed, sampler, fmt)
     elapsed = time.perf_counter() - t0
     return {"out": str(out), "written": len(written), "skipped": len(done & set(range(start, start + count))),
             "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
@@ -138,8 +149,28 @@ def _collect(pending, written, bar, mode):
     return pending
 
 
-def _finish(out: Path, seed: int, sampler: Sampler) -> None:
-    write_metadata(out, complete_indices(out), seed, sampler.entry.has_masks)
+def _finish(out: Path, seed: int, sampler: Sampler, fmt: str) -> None:
+    if fmt == "png":
+        write_metadata(out, complete_indices(out), seed, sampler.entry.has_masks)
+
+
+class ShardBuffer:
+    """Collects batches into shards of SHARD_SIZE absolute indices; yields each shard once it is whole."""
+
+    def __init__(self, todo: np.ndarray):
+        ids, counts = np.unique(todo // SHARD_SIZE, return_counts=True)
+        self.expected = dict(zip(ids.tolist(), counts.tolist()))
+        self.parts: dict[int, list] = {}
+
+    def add(self, idx, images, masks):
+        sid = idx // SHARD_SIZE
+        for s in np.unique(sid).tolist():
+            sel = sid == s
+            self.parts.setdefault(s, []).append((idx[sel], images[sel], None if masks is None else masks[sel]))
+            if sum(len(p[0]) for p in self.parts[s]) == self.expected[s]:
+                parts = self.parts.pop(s)
+                yield (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                       None if masks is None else np.concatenate([p[2] for p in parts]))
 
 
 def auto_batch(size: tuple[int, int]) -> int:

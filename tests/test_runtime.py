@@ -117,3 +117,58 @@ def test_entry_paths_cannot_escape(entry, tmp_path):
     (evil / "config.json").write_text(json.dumps(cfg))
     res = CliRunner().invoke(main, ["info", str(evil)])
     assert res.exit_code == 1 and "escapes the entry folder" in res.output
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "npz"])
+def test_shard_formats_keep_class_ids_and_resume(entry, tmp_path, fmt):
+    from runtime import sample as sample_mod
+    from runtime.webdataset import read_shards
+
+    out = tmp_path / fmt
+    args = ["sample", str(entry), "--out", str(out), "--format", fmt, "--seed", "1", "--workers", "1", "-q"]
+    old = sample_mod.SHARD_SIZE
+    sample_mod.SHARD_SIZE = 4
+    try:
+        assert CliRunner().invoke(main, [*args, "--count", "10", "--start-index", "2"]).exit_code == 0
+        shards = sorted((out / "shards").iterdir())
+        assert [p.stem for p in shards] == ["000000002-000000003", "000000004-000000007", "000000008-000000011"]
+        shards[1].unlink()
+        res = CliRunner().invoke(main, [*args, "--count", "10", "--start-index", "2", "--resume", "--json"])
+        assert res.exit_code == 0 and json.loads(res.output)["written"] == 4
+    finally:
+        sample_mod.SHARD_SIZE = old
+    s = Sampler(Entry.load(entry))
+    ref_img, ref_mask = s.sample(indices=range(2, 12), seed=1)
+    if fmt == "webdataset":
+        items = list(read_shards(sorted((out / "shards").iterdir())))
+        got_idx = [it["index"] for it in items]
+        got_img = np.stack([it["image"] for it in items])
+        got_mask = np.stack([it["mask"] for it in items])
+    else:
+        parts = [np.load(p) for p in sorted((out / "shards").iterdir())]
+        got_idx = np.concatenate([p["indices"] for p in parts]).tolist()
+        got_img = np.concatenate([p["images"] for p in parts])
+        got_mask = np.concatenate([p["masks"] for p in parts])
+    assert got_idx == list(range(2, 12))
+    assert np.array_equal(got_img, ref_img) and np.array_equal(got_mask, ref_mask)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_iterable_dataset_shards_exactly_once(entry, workers):
+    torch = pytest.importorskip("torch")
+    from runtime.torch_data import SampleDataset
+
+    ds = SampleDataset(str(entry), start=5, count=37, seed=3, block=4)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=workers)
+    seen, images = [], {}
+    for batch in loader:
+        seen += batch["index"].tolist()
+        for i, img in zip(batch["index"].tolist(), batch["image"]):
+            images[i] = img
+    assert sorted(seen) == list(range(5, 42))
+    ref, _ = Sampler(Entry.load(entry)).sample(indices=[5, 41], seed=3)
+    assert np.array_equal(images[41].permute(1, 2, 0).numpy(), ref[1])
+    # two ranks split the range between them
+    r0 = [it["index"] for it in SampleDataset(str(entry), start=0, count=20, block=4, rank=0, world_size=2)]
+    r1 = [it["index"] for it in SampleDataset(str(entry), start=0, count=20, block=4, rank=1, world_size=2)]
+    assert sorted(r0 + r1) == list(range(20)) and not set(r0) & set(r1)
