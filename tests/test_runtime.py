@@ -172,3 +172,46 @@ def test_iterable_dataset_shards_exactly_once(entry, workers):
     r0 = [it["index"] for it in SampleDataset(str(entry), start=0, count=20, block=4, rank=0, world_size=2)]
     r1 = [it["index"] for it in SampleDataset(str(entry), start=0, count=20, block=4, rank=1, world_size=2)]
     assert sorted(r0 + r1) == list(range(20)) and not set(r0) & set(r1)
+
+
+def test_ctrl_c_leaves_complete_samples_and_resume_finishes(entry, tmp_path, monkeypatch):
+    real = Sampler.iter_batches
+
+    def interrupted(self, *a, **k):
+        for n, batch in enumerate(real(self, *a, **k)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(Sampler, "iter_batches", interrupted)
+    out = tmp_path / "s"
+    args = ["sample", str(entry), "--out", str(out), "--count", "20", "--batch-size", "3", "--workers", "1", "-q"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 130 and "6 samples are complete" in res.output
+    assert len(list((out / "images").iterdir())) == 6 and not list(out.rglob("*.tmp"))
+    assert len((out / "metadata.jsonl").read_text().splitlines()) == 6
+    monkeypatch.setattr(Sampler, "iter_batches", real)
+    res = CliRunner().invoke(main, [*args, "--resume", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["written"] == 14
+
+
+def test_disk_full_reports_complete_samples(entry, tmp_path, monkeypatch):
+    import errno
+
+    from runtime import writer
+
+    calls = {"n": 0}
+    real = writer.atomic_write
+
+    def filling_up(path, data):  # inherited by the forked encoding worker
+        calls["n"] += 1
+        if calls["n"] > 8:  # 4 samples (mask + image each) fit
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(writer, "atomic_write", filling_up)
+    out = tmp_path / "s"
+    res = CliRunner().invoke(main, ["sample", str(entry), "--out", str(out), "--count", "12", "--batch-size", "2",
+                                    "--workers", "1", "-q"])
+    assert res.exit_code == 1 and "disk full while writing; 4 samples are complete" in res.output
+    assert len(list((out / "images").iterdir())) == 4 and not list(out.rglob("*.tmp"))
