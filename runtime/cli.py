@@ -1,28 +1,13 @@
-"""`runtime` command line: sample, info."""
+"""`runtime` command line: sample, info, bench."""
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
-from zoo.errors import UserError
-
-
-def user_errors(fn):
-    """User mistakes end in one line on stderr and exit code 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-
-    return wrapper
+from zoo.errors import UserError, user_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 
 import click
 
-from .errors import UserError
+from .errors import UserError, user_errors
 
 
 def _needs_export_extra():
@@ -17,20 +15,6 @@ def _needs_export_extra():
         import torch  # noqa: F401
     except ImportError as e:
         raise UserError(f"this command needs the exporter: pip install 'oneshot-gan[export]' ({e})") from None
-
-
-def user_errors(fn):
-    """User mistakes end in one line on stderr and exit code 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
