@@ -26,7 +26,10 @@ def main() -> None:
 @click.option("--grid", default=None, help="Latent grid HxW [the trained grid].")
 @click.option("--size", default=None, help="Output size HxW (a multiple of the model's pixels per cell).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True,
+              help="tensorrt: native TensorRT engines (GPU); auto = onnxruntime.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True,
+              help="onnxruntime provider: cuda/tensorrt need onnxruntime-gpu [auto: cuda if available].")
 @click.option("--format", "fmt", type=click.Choice(["png", "webdataset", "npz"]), default="png", show_default=True,
               help="png: images/ + masks/ + metadata.jsonl; webdataset: tar shards; npz: raw array shards.")
 @click.option("--mask-preview", is_flag=True, help="Also write coloured masks to previews/.")
@@ -37,13 +40,13 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 @user_errors
-def sample(scene, count, out, seed, start_index, batch_size, grid, size, precision, device, fmt, mask_preview,
+def sample(scene, count, out, seed, start_index, batch_size, grid, size, precision, backend, device, fmt, mask_preview,
            png_compression, workers, resume, overwrite, as_json, quiet):
     """Write COUNT new image/mask pairs of SCENE (a bundled scene name or an entry folder) to --out."""
     from pathlib import Path
 
     from .sample import Interrupted, sample_to_folder
-    from .sampler import DEFAULT_SCENE, Sampler, parse_hw
+    from .sampler import DEFAULT_SCENE, EngineSampler, Sampler, parse_hw
 
     if count <= 0:
         raise UserError(f"--count must be positive, got {count}")
@@ -53,6 +56,8 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
         raise UserError("give --grid or --size, not both")
     sampler = Sampler.from_pretrained(scene, precision=precision, device=device)
     g = sampler.grid_for(parse_hw(grid, "grid") if grid else None, parse_hw(size, "size") if size else None)
+    if backend == "tensorrt":
+        sampler = EngineSampler(sampler.entry, precision, grid=g)
     try:
         summary = sample_to_folder(sampler, Path(out), scene or DEFAULT_SCENE, count, seed, start_index, g,
                                    batch_size, workers, png_compression, mask_preview, resume, overwrite, quiet,

@@ -61,7 +61,7 @@ def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, coun
             "revision": entry.config.get("revision") or entry.config["files"].get(
                 f"onnx/generator{'' if sampler.precision == 'fp32' else '.' + sampler.precision}.onnx", {}).get("sha256"),
             "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
-            "start_index": start, "count": count, "format": fmt, "backend": "onnxruntime", "device": sampler.device,
+            "start_index": start, "count": count, "format": fmt, "backend": sampler.backend, "device": sampler.device,
             "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,
             "versions": {"oneshot-gan": __version__, "onnxruntime": onnxruntime.__version__,
                          "python": platform.python_version()},

@@ -52,6 +52,8 @@ def parse_hw(text: str, what: str) -> tuple[int, int]:
 
 
 class Sampler:
+    backend = "onnxruntime"
+
     def __init__(self, entry: Entry, precision: str = "fp32", device: str = "auto", threads: int | None = None):
         import onnxruntime as ort
 
@@ -59,7 +61,8 @@ class Sampler:
         self.precision = precision
         path = entry.onnx_path(precision)
         available = ort.get_available_providers()
-        if device == "auto":
+        auto = device == "auto"
+        if auto:
             device = "cuda" if PROVIDERS["cuda"] in available else "cpu"
         if device not in PROVIDERS:
             raise UserError(f"--device must be auto, cpu, cuda or tensorrt, got {device}")
@@ -76,6 +79,9 @@ class Sampler:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             raise UserError(f"{path}: cannot load the model ({str(e).splitlines()[0][:200]})") from None
+        if auto and device != "cpu" and self.session.get_providers()[0] != wanted:  # no GPU after all
+            self.session = ort.InferenceSession(str(path), opts, providers=[PROVIDERS["cpu"]])
+            device, wanted = "cpu", PROVIDERS["cpu"]
         if self.session.get_providers()[0] != wanted:
             raise UserError(f"{wanted} did not come up for {path} (got {self.session.get_providers()}); "
                             "refusing to fall back to another device silently")
@@ -137,3 +143,42 @@ class Sampler:
     def describe(self) -> dict:
         return {"latent_scheme": SCHEME, "precision": self.precision, "device": self.device,
                 "providers": self.session.get_providers()}
+
+
+class EngineSampler(Sampler):
+    """Native TensorRT engines (built from the entry's ONNX and cached per GPU by export.tensorrt).
+
+    Needs torch with CUDA and TensorRT (`pip install 'oneshot-gan[tensorrt]'`); the engine's profile covers
+    batches 1..max_batch at the grid asked for.
+    """
+
+    backend = "tensorrt"
+
+    def __init__(self, entry: Entry, precision: str = "fp32", grid: tuple[int, int] | None = None,
+                 max_batch: int = 64):
+        try:
+            from export.tensorrt import EngineRunner, cached_engine, default_profile
+        except ImportError as e:
+            raise UserError(f"--backend tensorrt needs the exporter and TensorRT ({e})") from None
+        self.entry, self.precision, self.device = entry, precision, "cuda"
+        self.max_batch = max_batch
+        self.grid = self.grid_for(grid)
+        profile = default_profile(entry.trained_grid, max_batch=max_batch, grid=self.grid)
+        self.runner = EngineRunner(cached_engine(entry.root, profile, precision))
+
+    def run(self, indices, seed, grid):
+        import torch
+
+        if tuple(grid) != self.grid:
+            raise UserError(f"this TensorRT engine was built for grid {self.grid[0]}x{self.grid[1]}")
+        z = torch.from_numpy(latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid))
+        images, masks = [], []
+        for i in range(0, len(z), self.max_batch):
+            out = self.runner(z[i:i + self.max_batch].cuda())
+            images.append(out["image"].cpu().numpy())
+            if "mask" in out:
+                masks.append(out["mask"].cpu().numpy())
+        return np.concatenate(images), (np.concatenate(masks) if masks else None)
+
+    def describe(self) -> dict:
+        return {"latent_scheme": SCHEME, "precision": self.precision, "device": "cuda", "providers": ["TensorRT"]}
