@@ -34,7 +34,7 @@ def main() -> None:
               help="png: images/ + masks/ + metadata.jsonl; webdataset: tar shards; npz: raw array shards.")
 @click.option("--mask-preview", is_flag=True, help="Also write coloured masks to previews/.")
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True)
-@click.option("--workers", type=int, default=None, help="PNG encoding processes [CPU count].")
+@click.option("--workers", type=int, default=None, help="Encoding processes [CPU count]; 0 = one thread in this process.")
 @click.option("--resume", is_flag=True, help="Skip samples already complete in --out.")
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import json
+import multiprocessing
 import os
 import platform
 import shutil
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -98,13 +99,16 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     done = complete_indices(out, fmt) if resume else set()
     todo = np.array([i for i in range(start, start + count) if i not in done], dtype=np.int64)
     batch_size = batch_size or auto_batch(sampler.output_size(grid))
-    workers = workers or max(1, os.cpu_count() or 1)
+    workers = max(1, os.cpu_count() or 1) if workers is None else workers
     palette = flat_palette(sampler.entry.palette) if sampler.entry.has_masks else []
     t0 = time.perf_counter()
     written: set[int] = set()
     bar = tqdm(total=count, initial=count - len(todo), unit="sample", file=sys.stderr, disable=quiet,
                dynamic_ncols=True, desc="sample")
-    pool = ProcessPoolExecutor(workers)
+    # spawn, not fork: forking a process whose inference threads are running can deadlock the child.
+    # workers=0 encodes on one thread of this process instead.
+    pool = (ThreadPoolExecutor(1) if workers == 0
+            else ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
     pending = set()
     shards = ShardBuffer(todo)
     try:
@@ -116,7 +120,7 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
                 path = out / "shards" / (shard_name(s_idx) + SHARD_EXT[fmt])
                 pending.add(pool.submit(write_shard, path, s_idx, s_img, s_mask, palette, compress_level)
                             if fmt == "webdataset" else pool.submit(write_npz, path, s_idx, s_img, s_mask))
-            while len(pending) >= 2 * workers:
+            while len(pending) >= 2 * max(1, workers):
                 pending = _collect(pending, written, bar, FIRST_COMPLETED)
         pending = _collect(pending, written, bar, None)
     except KeyboardInterrupt:
@@ -125,7 +129,10 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
         raise Interrupted(len(complete_indices(out, fmt))) from None
     except OSError as e:
         pool.shutdown(wait=True, cancel_futures=True)
-        _finish(out, seed, sampler, fmt)
+        try:
+            _finish(out, seed, sampler, fmt)
+        except OSError:
+            pass  # the disk is still full; --resume rebuilds metadata.jsonl from the complete files
         complete = len(complete_indices(out, fmt))
         reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise UserError(f"{out}: {reason} while writing; {complete} samples are complete "

@@ -159,7 +159,8 @@ def test_iterable_dataset_shards_exactly_once(entry, workers):
     from runtime.torch_data import SampleDataset
 
     ds = SampleDataset(str(entry), start=5, count=37, seed=3, block=4)
-    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=workers)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=workers,
+                                         multiprocessing_context="spawn" if workers else None)
     seen, images = [], {}
     for batch in loader:
         seen += batch["index"].tolist()
@@ -203,7 +204,7 @@ def test_disk_full_reports_complete_samples(entry, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = writer.atomic_write
 
-    def filling_up(path, data):  # inherited by the forked encoding worker
+    def filling_up(path, data):  # --workers 0 encodes on a thread of this process, which sees the patch
         calls["n"] += 1
         if calls["n"] > 8:  # 4 samples (mask + image each) fit
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -212,6 +213,6 @@ def test_disk_full_reports_complete_samples(entry, tmp_path, monkeypatch):
     monkeypatch.setattr(writer, "atomic_write", filling_up)
     out = tmp_path / "s"
     res = CliRunner().invoke(main, ["sample", str(entry), "--out", str(out), "--count", "12", "--batch-size", "2",
-                                    "--workers", "1", "-q"])
+                                    "--workers", "0", "-q"])
     assert res.exit_code == 1 and "disk full while writing; 4 samples are complete" in res.output
     assert len(list((out / "images").iterdir())) == 4 and not list(out.rglob("*.tmp"))
