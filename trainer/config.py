@@ -123,7 +123,3 @@ def parse_size(text: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ConfigError(f"size must be positive, got {text!r}")
     return h, w
-
-
-def upscale(g_blocks: int) -> int:
-    return 2 ** (g_blocks - 1)
