@@ -16,6 +16,7 @@ import numpy as np
 from safetensors.torch import save_file
 
 from trainer import __version__
+from trainer.checkpoint import UMASK
 from trainer.generator import Generator
 from trainer.preview import preview_grid
 
@@ -26,12 +27,6 @@ from .quantize import int8_variant, measure
 ENTRY_FORMAT = "oneshot-gan-entry/1"
 PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_FILES = {"fp32": "onnx/generator.onnx", "fp16": "onnx/generator.fp16.onnx", "int8": "onnx/generator.int8.onnx"}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -168,7 +163,7 @@ def model_card(config: dict, card: dict) -> str:
 
 
 def _swap_into_place(stage: Path, out: Path) -> None:
-    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it private
+    os.chmod(stage, 0o777 & ~UMASK)  # mkdtemp makes it private
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

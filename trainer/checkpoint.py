@@ -19,13 +19,13 @@ from safetensors.torch import load_file, save_file
 from .generator import Generator
 
 CKPT_RE = re.compile(r"ckpt-(\d{9})\.safetensors$")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)  # read once: os.umask can only be read by setting it
+os.umask(UMASK)
 
 
 def _publish(tmp: str, path: Path) -> None:
     """Give the temp file the permissions of a normally created file, then rename it into place."""
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.chmod(tmp, 0o666 & ~UMASK)
     os.replace(tmp, path)
 
 
