@@ -4,7 +4,6 @@ place and renamed into it, so a failed or interrupted export leaves nothing half
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,17 +19,14 @@ from trainer.checkpoint import UMASK
 from trainer.generator import Generator
 from trainer.preview import preview_grid
 
+from zoo.entry import ENTRY_FORMAT, ONNX_FILES
+from zoo.scenes import sha256_file
+
 from .graph import IMAGE_LAYOUT, ExportError, load_run_generator
 from .onnx_export import OPSET, check_model, cpu_session, export_onnx, grid_bounds, latents, to_onnx_bytes
 from .quantize import int8_variant, measure
 
-ENTRY_FORMAT = "oneshot-gan-entry/1"
 PRECISIONS = ("fp32", "fp16", "int8")
-ONNX_FILES = {"fp32": "onnx/generator.onnx", "fp16": "onnx/generator.fp16.onnx", "int8": "onnx/generator.int8.onnx"}
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _versions() -> dict:
@@ -82,19 +78,26 @@ def check_destination(out: Path, overwrite: bool) -> None:
 
 def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
                  probabilities: bool = False, overwrite: bool = False, log=print, weights: bool = True,
-                 card: dict | None = None) -> dict:
-    """Export a trainer run into an entry folder; returns the entry's config."""
+                 card: dict | None = None, checkpoint: bool = False) -> dict:
+    """Export a trainer run into an entry folder; returns the entry's config. `checkpoint` adds the run's
+    latest full training state under checkpoint/ (a run folder: `trainer resume` continues it)."""
     check_destination(Path(out), overwrite)
     G, run_config, ckpt = load_run_generator(run_dir)
     data = run_config.get("data", {})
     classes = {"names": data.get("class_names") or [], "palette": data.get("palette") or []}
     training = {"iterations": int(ckpt.stem.split("-")[1]), "frames": len(data.get("frames") or []),
                 "fingerprint": data.get("fingerprint", {}), "hyperparameters": run_config.get("train", {})}
-    return write_entry(G, out, classes, training, precisions, probabilities, log, weights, card)
+    state = {f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")} if checkpoint else {}
+    if checkpoint:
+        state[f"checkpoint/checkpoints/{ckpt.name}"] = ckpt
+    return write_entry(G, out, classes, training, precisions, probabilities, log, weights, card, state)
 
 
 def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisions: tuple[str, ...],
-                probabilities: bool, log, weights: bool = True, card: dict | None = None) -> dict:
+                probabilities: bool, log, weights: bool = True, card: dict | None = None,
+                extra: dict[str, Path] | None = None) -> dict:
+    """Export G's ONNX variants, weights, preview and config into `out`, all or nothing. `extra` maps entry
+    file names to files copied in as they are."""
     """Export G's ONNX variants, weights, preview and config into `out`, all or nothing."""
     out = Path(out)
     unknown = set(precisions) - set(PRECISIONS)
@@ -130,8 +133,12 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
             config["files"]["model.safetensors"] = {"weights": "EMA generator, reference state-dict layout"}
         (stage / "preview.png").write_bytes(_preview(fp32, G, config["classes"]["palette"] or None))
         config["files"]["preview.png"] = {}
+        for name, src in (extra or {}).items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, stage / name)
+            config["files"][name] = {}
         for name in config["files"]:
-            config["files"][name]["sha256"] = sha256_bytes((stage / name).read_bytes())
+            config["files"][name]["sha256"] = sha256_file(stage / name)
             config["files"][name]["bytes"] = (stage / name).stat().st_size
         (stage / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         (stage / "README.md").write_text(model_card(config, card or {}))

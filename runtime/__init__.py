@@ -1,6 +1,6 @@
 """Fast sampling of images and masks from exported scenes (no torch)."""
 
-__version__ = "0.1.0"
+from zoo import __version__
 
 from .sampler import Sampler  # noqa: E402
 

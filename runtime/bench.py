@@ -36,10 +36,8 @@ def _median_rate(fn, items: int, reps: int) -> float:
 def measure(kind: str, scene: str, reps: int) -> dict:
     import onnxruntime as ort
 
-    from zoo.entry import Entry
-
     from .sample import auto_batch, sample_to_folder
-    from .sampler import Sampler, resolve_scene
+    from .sampler import Sampler, find_scene
 
     if kind == "peak":
         n = 1024
@@ -47,7 +45,7 @@ def measure(kind: str, scene: str, reps: int) -> dict:
         a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
         rate = _median_rate(lambda: sess.run(None, {"a": a, "b": a}), 1, reps)
         return {"gflops": 2 * n ** 3 * rate / 1e9}
-    entry = Entry.load(resolve_scene(scene))
+    entry = find_scene(scene).entry
     if kind == "torch":
         return {"samples_per_s": _torch_rate(entry, reps)}
     if kind == "end_to_end":
@@ -91,11 +89,9 @@ def _torch_rate(entry, reps: int) -> float | None:
 
 
 def run_bench(scene: str, reps: int = 5) -> dict:
-    from zoo.entry import Entry
+    from .sampler import find_scene
 
-    from .sampler import resolve_scene
-
-    entry = Entry.load(resolve_scene(scene))
+    entry = find_scene(scene).entry
     kinds = ["peak", *entry.precisions(), "torch", "end_to_end"]
     results = {}
     for kind in kinds:

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from zoo.cli import hub_options
 from zoo.errors import UserError, user_errors
 
 
@@ -39,14 +40,18 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
+@hub_options
 @user_errors
 def sample(scene, count, out, seed, start_index, batch_size, grid, size, precision, backend, device, fmt, mask_preview,
-           png_compression, workers, resume, overwrite, as_json, quiet):
-    """Write COUNT new image/mask pairs of SCENE (a bundled scene name or an entry folder) to --out."""
+           png_compression, workers, resume, overwrite, as_json, quiet, hub, index):
+    """Write COUNT new image/mask pairs of SCENE to --out.
+
+    SCENE: a bundled or index name, org/repo[@revision] on the Hugging Face Hub (pulled once, then used
+    from the cache), or an entry folder [coins]."""
     from pathlib import Path
 
     from .sample import Interrupted, sample_to_folder
-    from .sampler import DEFAULT_SCENE, EngineSampler, Sampler, parse_hw
+    from .sampler import EngineSampler, Sampler, parse_hw
 
     if count <= 0:
         raise UserError(f"--count must be positive, got {count}")
@@ -54,12 +59,13 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
         raise UserError(f"--start-index must be >= 0, got {start_index}")
     if grid and size:
         raise UserError("give --grid or --size, not both")
-    sampler = Sampler.from_pretrained(scene, precision=precision, device=device)
+    sampler = Sampler.from_pretrained(scene, precision=precision, device=device, index=index, hub=hub)
     g = sampler.grid_for(parse_hw(grid, "grid") if grid else None, parse_hw(size, "size") if size else None)
     if backend == "tensorrt":
-        sampler = EngineSampler(sampler.entry, precision, grid=g)
+        found, sampler = sampler.scene, EngineSampler(sampler.entry, precision, grid=g)
+        sampler.scene = found
     try:
-        summary = sample_to_folder(sampler, Path(out), scene or DEFAULT_SCENE, count, seed, start_index, g,
+        summary = sample_to_folder(sampler, Path(out), sampler.scene.ref.label, count, seed, start_index, g,
                                    batch_size, workers, png_compression, mask_preview, resume, overwrite, quiet,
                                    fmt=fmt)
     except Interrupted as e:
@@ -75,18 +81,19 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
 @main.command()
 @click.argument("scene", required=False)
 @click.option("--json", "as_json", is_flag=True)
+@hub_options
 @user_errors
-def info(scene, as_json):
+def info(scene, as_json, hub, index):
     """Classes, training size, reachable grids, artifacts and providers of SCENE."""
     import onnxruntime as ort
 
-    from zoo.entry import Entry
+    from .sampler import find_scene
 
-    from .sampler import resolve_scene
-
-    entry = Entry.load(resolve_scene(scene))
+    found = find_scene(scene, index, hub)
+    entry = found.entry
     (lo, hi), ppc = entry.grid_bounds, entry.pixels_per_cell
-    data = {"scene": scene or "coins", "folder": str(entry.root), "classes": entry.class_names,
+    data = {"scene": found.ref.label, "folder": str(entry.root), "revision": found.commit,
+            "classes": entry.class_names,
             "training_size": entry.config["training"]["size"], "trained_grid": list(entry.trained_grid),
             "grid_bounds": {"min": list(lo), "max": list(hi)}, "pixels_per_cell": ppc,
             "sizes": {"min": [lo[0] * ppc, lo[1] * ppc], "max": [hi[0] * ppc, hi[1] * ppc]},
@@ -110,11 +117,12 @@ def info(scene, as_json):
 @click.argument("scene", required=False)
 @click.option("--reps", type=int, default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@hub_options
 @user_errors
-def bench(scene, reps, as_json):
+def bench(scene, reps, as_json, hub, index):
     """Measure peak GEMM, model-only and end-to-end throughput of SCENE, side by side."""
     from .bench import format_bench, run_bench
-    from .sampler import DEFAULT_SCENE
+    from .sampler import find_scene
 
-    summary = run_bench(scene or DEFAULT_SCENE, reps)
+    summary = run_bench(str(find_scene(scene, index, hub).path), reps)
     click.echo(json.dumps(summary, indent=2) if as_json else format_bench(summary))

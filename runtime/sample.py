@@ -57,10 +57,12 @@ def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, coun
                  fmt: str) -> dict:
     import onnxruntime
 
-    entry = sampler.entry
+    entry, found = sampler.entry, sampler.scene
     return {"scene": scene, "entry": str(entry.root.resolve()),
-            "revision": entry.config.get("revision") or entry.config["files"].get(
-                f"onnx/generator{'' if sampler.precision == 'fp32' else '.' + sampler.precision}.onnx", {}).get("sha256"),
+            "repo": found.ref.repo if found else None,
+            # the Hub commit; for bundled and local entries, the sha256 of the model file that ran
+            "revision": (found.commit if found else None) or entry.config["files"][
+                f"onnx/generator{'' if sampler.precision == 'fp32' else '.' + sampler.precision}.onnx"]["sha256"],
             "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
             "start_index": start, "count": count, "format": fmt, "backend": sampler.backend, "device": sampler.device,
             "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,

@@ -1,7 +1,7 @@
 """The library API: sample images and class-id masks from a scene entry with onnxruntime (no torch).
 
     from runtime import Sampler
-    s = Sampler.from_pretrained("coins")
+    s = Sampler.from_pretrained("coins")                  # or "org/repo@revision", or an entry folder
     images, masks = s.sample(count=16, seed=0)          # (16, H, W, 3) uint8, (16, H, W) uint8
     for indices, images, masks in s.iter_batches(0, 1000, seed=0): ...
 
@@ -18,29 +18,13 @@ import numpy as np
 
 from zoo.entry import Entry
 from zoo.errors import UserError
+from zoo.hub import Hub
+from zoo.index import load_index
+from zoo.scenes import Scene, resolve
 
 from .latents import SCHEME, latent_grid, latent_vectors
 
-BUNDLED = Path(__file__).with_name("scenes")
-DEFAULT_SCENE = "coins"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-
-
-def bundled_scenes() -> list[str]:
-    return sorted(p.name for p in BUNDLED.iterdir() if (p / "config.json").is_file()) if BUNDLED.is_dir() else []
-
-
-def resolve_scene(scene: str | os.PathLike | None) -> Path:
-    """A bundled scene name or a local entry folder (Hub ids arrive with the zoo issue)."""
-    if scene is None:
-        scene = DEFAULT_SCENE
-    path = Path(scene)
-    if path.is_dir():
-        return path
-    if str(scene) in bundled_scenes():
-        return BUNDLED / str(scene)
-    known = ", ".join(bundled_scenes()) or "none"
-    raise UserError(f"{scene}: unknown scene (not a folder; bundled scenes: {known})")
 
 
 def parse_hw(text: str, what: str) -> tuple[int, int]:
@@ -51,8 +35,15 @@ def parse_hw(text: str, what: str) -> tuple[int, int]:
     return h, w
 
 
+def find_scene(scene=None, index: str | None = None, hub: Hub | None = None) -> Scene:
+    """Resolve a scene id through the zoo (pulling a Hub scene into the cache the first time)."""
+    hub = hub or Hub.from_env()
+    return resolve(None if scene is None else str(scene), hub, load_index(index, hub) if index else None)
+
+
 class Sampler:
     backend = "onnxruntime"
+    scene: Scene | None = None   # where the entry came from, when made by from_pretrained
 
     def __init__(self, entry: Entry, precision: str = "fp32", device: str = "auto", threads: int | None = None):
         import onnxruntime as ort
@@ -89,8 +80,14 @@ class Sampler:
         self.outputs = [o.name for o in self.session.get_outputs() if o.name in ("image", "mask")]
 
     @classmethod
-    def from_pretrained(cls, scene: str | os.PathLike | None = None, **kwargs) -> "Sampler":
-        return cls(Entry.load(resolve_scene(scene)), **kwargs)
+    def from_pretrained(cls, scene: str | os.PathLike | None = None, *, index: str | None = None,
+                        hub: Hub | None = None, **kwargs) -> "Sampler":
+        """A bundled name, an index name, `org/repo[@revision]` (pulled once, then from the cache) or a folder.
+        `hub` (zoo.hub.Hub) sets endpoint, token, cache and offline mode [from the environment]."""
+        found = find_scene(scene, index, hub)
+        sampler = cls(found.entry, **kwargs)
+        sampler.scene = found
+        return sampler
 
     # -- grids ---------------------------------------------------------------------------------------------
     def grid_for(self, grid: tuple[int, int] | None = None, size: tuple[int, int] | None = None) -> tuple[int, int]:

@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import click
 
 from .errors import UserError, user_errors
+from .hub import Hub
+
+
+def hub_options(fn):
+    """--index, --offline, --token, --endpoint -> the command gets `hub` (a Hub) and `index` (str or None)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, offline, token, endpoint, **kwargs):
+        return fn(*args, hub=Hub.from_env(endpoint=endpoint, token=token, offline=offline), **kwargs)
+
+    for option in (
+        click.option("--endpoint", default=None, help="Hub endpoint [$HF_ENDPOINT or https://huggingface.co]."),
+        click.option("--token", default=None, envvar="HF_TOKEN", show_envvar=True,
+                     help="Hub token, for private repos and pushing [public repos are fetched anonymously]."),
+        click.option("--offline", is_flag=True, help="Only the local cache, no network (also: HF_HUB_OFFLINE=1)."),
+        click.option("--index", default=None, metavar="PATH_OR_URL",
+                     help="Extra scene index: a JSON file or hf://org/repo[@rev]/index.json [$ONESHOT_GAN_INDEX]."),
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _quiet_downloads(quiet: bool) -> None:
+    if quiet:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
 
 
 def _needs_export_extra():
@@ -20,7 +58,9 @@ def _needs_export_extra():
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oneshot-gan")
 def main() -> None:
-    """Per-scene model entries: export, import, inspect (Hub pull/push arrive with the zoo issue)."""
+    """Per-scene models: pull from and push to the Hugging Face Hub, list, inspect, verify, export.
+
+    SCENE is an index name (`zoo list`), org/repo[@revision] or a local entry folder."""
 
 
 @main.command("export")
@@ -30,6 +70,7 @@ def main() -> None:
               default=("fp32", "int8"), show_default=True, help="Variants to write (fp32 is always written).")
 @click.option("--probabilities", is_flag=True, help="Also output class probabilities (B, M, H, W) float32.")
 @click.option("--no-weights", is_flag=True, help="Leave out model.safetensors (a sampling-only entry).")
+@click.option("--checkpoint", is_flag=True, help="Add the full training state under checkpoint/ (others can resume).")
 @click.option("--title", default=None, help="Model card title.")
 @click.option("--source", default=None, help="Model card: where the training image comes from.")
 @click.option("--image-license", default=None, help="Model card: the training image's licence.")
@@ -37,8 +78,8 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
 @user_errors
-def export_cmd(run_dir, out, precisions, probabilities, no_weights, title, source, image_license, license_,
-               overwrite, quiet):
+def export_cmd(run_dir, out, precisions, probabilities, no_weights, checkpoint, title, source, image_license,
+               license_, overwrite, quiet):
     """Export a trainer run's EMA generator to an entry folder (ONNX + config + weights)."""
     _needs_export_extra()
     from export.entry import export_entry
@@ -47,7 +88,7 @@ def export_cmd(run_dir, out, precisions, probabilities, no_weights, title, sourc
     card = {k: v for k, v in {"title": title, "source": source, "image_license": image_license,
                               "license": license_}.items() if v}
     config = export_entry(run_dir, out, tuple(dict.fromkeys(("fp32", *precisions))), probabilities, overwrite, log,
-                          weights=not no_weights, card=card)
+                          weights=not no_weights, card=card, checkpoint=checkpoint)
     if not quiet:
         click.echo(f"wrote {out}: {', '.join(config['files'])}", err=True)
 
@@ -66,3 +107,136 @@ def import_reference_cmd(ckpt_dir, out, iteration, overwrite, quiet):
 
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
     import_reference(ckpt_dir, out, iteration=iteration, overwrite=overwrite, log=log)
+
+
+@main.command()
+@click.argument("scene")
+@click.option("--force", is_flag=True, help="Download every file again (repairs a corrupt cache).")
+@click.option("--weights", is_flag=True, help="Also fetch model.safetensors (PyTorch weights, for re-export).")
+@click.option("--checkpoint", is_flag=True, help="Also fetch checkpoint/ (the full training state, to resume).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@hub_options
+@user_errors
+def pull(scene, force, weights, checkpoint, as_json, quiet, hub, index):
+    """Download SCENE into the local cache (once; later uses work offline)."""
+    from .index import load_index
+    from .scenes import pull as pull_scene
+
+    _quiet_downloads(quiet or as_json)
+    found = pull_scene(scene, hub, load_index(index, hub), force=force, weights=weights, checkpoint=checkpoint)
+    data = {"scene": found.ref.label, "kind": found.ref.kind, "repo": found.ref.repo, "revision": found.commit,
+            "path": str(found.path)}
+    if as_json:
+        click.echo(json.dumps(data))
+    elif not quiet:
+        where = f"{found.ref.repo}@{found.commit}" if found.commit else f"{found.ref.kind} scene"
+        click.echo(f"{data['scene']}: {where} -> {found.path}", err=True)
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@hub_options
+@user_errors
+def list_cmd(as_json, hub, index):
+    """Bundled, indexed and cached scenes, with their size and revision."""
+    from .cache import list_scenes
+    from .index import load_index
+
+    rows = list_scenes(hub, load_index(index, hub))
+    if as_json:
+        click.echo(json.dumps({"cache": str(hub.cache_dir), "scenes": rows}, indent=2))
+        return
+    for r in rows:
+        where = r["repo"] + "@" + r["revision"][:12] if r.get("repo") else "bundled with the package"
+        state = "" if r["source"] == "bundled" else ("pulled" if r["pulled"] else "not pulled")
+        click.echo(f"{r['name']:<28} {r['source']:<8} {_size(r['bytes']):>9}  {state:<10}  {where}")
+
+
+@main.command()
+@click.argument("scene")
+@click.option("--json", "as_json", is_flag=True)
+@hub_options
+@user_errors
+def info(scene, as_json, hub, index):
+    """The model card summary, classes, sizes, artifacts, files and hashes of SCENE (no download)."""
+    from .index import load_index
+    from .info import scene_info
+
+    data = scene_info(scene, hub, load_index(index, hub))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data["summary"].items():
+        click.echo(f"{key:<15} {value}")
+    click.echo("files")
+    for name, f in data["files"].items():
+        click.echo(f"  {name:<32} {_size(f.get('bytes')):>9}  sha256 {f.get('sha256', '?')[:16]}")
+
+
+@main.command()
+@click.argument("scene")
+@click.option("--json", "as_json", is_flag=True)
+@hub_options
+@user_errors
+def rm(scene, as_json, hub, index):
+    """Remove a pulled SCENE from the local cache (org/repo without @revision: every cached revision)."""
+    from .cache import remove
+    from .index import load_index
+
+    data = remove(scene, hub, load_index(index, hub))
+    if as_json:
+        click.echo(json.dumps(data))
+    else:
+        click.echo(f"removed {scene} ({len(data['revisions'])} revision(s), {_size(data['freed_bytes'])})", err=True)
+
+
+@main.command()
+@click.argument("scene")
+@click.option("--json", "as_json", is_flag=True)
+@hub_options
+@user_errors
+def verify(scene, as_json, hub, index):
+    """Check an entry folder or a pulled scene: schema, hashes, model card, ONNX loads, a test sample runs."""
+    from .index import load_index
+    from .scenes import resolve
+    from .verify import verify as verify_scene
+
+    checks = verify_scene(resolve(scene, hub, load_index(index, hub), download=False))
+    if as_json:
+        click.echo(json.dumps({"scene": scene, "ok": True, **checks}))
+    else:
+        click.echo(f"{scene}: ok ({len(checks['files'])} files hashed; ONNX {', '.join(checks['onnx'])} load and "
+                   "sample)", err=True)
+
+
+@main.command()
+@click.argument("entry_dir", type=click.Path(path_type=Path))
+@click.option("--repo", required=True, help="Hub model repo, org/name (created if needed).")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+@click.option("--revision", default=None, help="Branch to commit to (created if needed) [main].")
+@click.option("--message", default=None, help="Commit message.")
+@click.option("--name", default=None, help="Scene name for the printed index line [the repo name].")
+@click.option("--json", "as_json", is_flag=True)
+@hub_options
+@user_errors
+def push(entry_dir, repo, private, revision, message, name, as_json, hub, index):
+    """Verify ENTRY_DIR and upload it to --repo in one commit; print the commit sha and the index line."""
+    from .index import REPO
+    from .push import push as push_entry
+
+    if not REPO.match(repo):
+        raise UserError(f"--repo must look like org/name, got {repo!r}")
+    if hub.offline:
+        raise UserError("push needs the network; offline mode is on")
+    data = push_entry(entry_dir, repo, hub, private=private, revision=revision, message=message, name=name)
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"pushed {len(data['uploaded'])} files to {repo}@{data['revision']}: commit {data['commit']}")
+    click.echo("index line (add under \"scenes\" in your index):")
+    click.echo(data["index_line"])
+
+
+if __name__ == "__main__":
+    main()

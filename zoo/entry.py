@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .index import check_member_name
 
 ENTRY_FORMAT = "oneshot-gan-entry/1"
 ONNX_FILES = {"fp32": "onnx/generator.onnx", "fp16": "onnx/generator.fp16.onnx", "int8": "onnx/generator.int8.onnx"}
@@ -22,12 +22,12 @@ def _int_pair(value) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)
 
 
-def safe_member(root: Path, name: str) -> Path:
-    """root/name, refusing absolute paths, '..' and symlinks that lead outside root."""
-    if not name or Path(name).is_absolute() or ".." in Path(name).parts or "\\" in name:
-        raise UserError(f"{root}: file name {name!r} escapes the entry folder")
+def safe_member(root: Path, name: str, within: Path | None = None) -> Path:
+    """root/name, refusing absolute paths, '..' and symlinks that lead outside root (or `within`: a Hub cache
+    snapshot's files are links into its repo folder's blobs/)."""
+    check_member_name(name, str(root))
     path = root / name
-    if not path.resolve().is_relative_to(root.resolve()):
+    if not path.resolve().is_relative_to((within or root).resolve()):
         raise UserError(f"{root}: {name} points outside the entry folder")
     return path
 
@@ -36,9 +36,10 @@ def safe_member(root: Path, name: str) -> Path:
 class Entry:
     root: Path
     config: dict
+    within: Path | None = None   # where the entry's symlinks may lead (None: inside root)
 
     @classmethod
-    def load(cls, root: Path) -> "Entry":
+    def load(cls, root: Path, within: Path | None = None) -> "Entry":
         root = Path(root)
         path = root / "config.json"
         if not root.is_dir():
@@ -51,8 +52,8 @@ class Entry:
             raise UserError(f"{path}: not valid JSON ({e})") from None
         validate(config, path)
         for name in config["files"]:
-            safe_member(root, name)
-        return cls(root, config)
+            safe_member(root, name, within)
+        return cls(root, config, within)
 
     @property
     def noise_dim(self) -> int:
@@ -91,19 +92,10 @@ class Entry:
         if name is None or name not in self.config["files"]:
             have = ", ".join(self.precisions()) or "none"
             raise UserError(f"{self.root}: no {precision} model in this entry (has: {have})")
-        path = safe_member(self.root, name)
+        path = safe_member(self.root, name, self.within)
         if not path.is_file():
             raise UserError(f"{path}: missing (the entry is incomplete)")
         return path
-
-    def verify_file(self, name: str) -> None:
-        """Compare a file's sha256 with config.json."""
-        path = safe_member(self.root, name)
-        want = self.config["files"][name].get("sha256")
-        got = hashlib.sha256(path.read_bytes()).hexdigest()
-        if want != got:
-            raise UserError(f"{path}: sha256 mismatch (expected {want[:12]}..., got {got[:12]}...); "
-                            "the file is corrupt or was changed")
 
 
 def validate(config: dict, where: Path) -> None:

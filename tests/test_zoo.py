@@ -1,0 +1,296 @@
+"""The zoo against a fake Hub on 127.0.0.1 driven by the real huggingface_hub client (no real network)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fakehub import FakeHub
+from runtime.cli import main as runtime_cli
+from zoo.cli import main as zoo
+from zoo.scenes import sha256_file
+
+SAMPLING = {"config.json", "README.md", "preview.png", "onnx/generator.onnx", "onnx/generator.fp16.onnx"}
+
+
+@pytest.fixture(scope="module")
+def fake_hub():
+    hub = FakeHub()
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+def hub(fake_hub, entry, tmp_path, monkeypatch):
+    """A fresh repo org/scene (main + branch dev) on the fake Hub, an empty cache and an index naming it."""
+    fake_hub.repos.pop("org/scene", None)
+    fake_hub.served.clear()
+    dev = fake_hub.commit_folder("org/scene", entry, branch="dev")
+    sha = fake_hub.commit_folder("org/scene", entry)   # main: the same files, a newer commit
+    files = {p: {"sha256": sha256_file(entry / p), "bytes": (entry / p).stat().st_size}
+             for p in SAMPLING | {"model.safetensors"}}
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"format": "oneshot-gan-index/1",
+                                 "scenes": {"scene": {"repo": "org/scene", "revision": sha, "files": files}}}))
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ONESHOT_GAN_INDEX", str(index))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    fake_hub.requests.clear()
+    fake_hub.sha, fake_hub.dev, fake_hub.index = sha, dev, index
+    return fake_hub
+
+
+def run(*args, cli=zoo, env=None):
+    res = CliRunner().invoke(cli, list(args), env=env)
+    return res
+
+
+def pulled_files(hub):
+    return {p.split("/resolve/")[1].split("/", 1)[1] for m, p in hub.requests if m == "GET" and "/resolve/" in p}
+
+
+def test_pull_by_name_fetches_only_sampling_files_then_works_offline(hub, tmp_path):
+    res = run("pull", "scene", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["revision"] == hub.sha and data["repo"] == "org/scene"
+    assert pulled_files(hub) == SAMPLING           # no weights, no checkpoint
+    hub.requests.clear()
+    assert run("pull", "scene", "-q").exit_code == 0   # pinned commit already complete: no request
+    out = tmp_path / "samples"
+    res = run("sample", "scene", "--count", "3", "--out", str(out), "--workers", "0", "-q", cli=runtime_cli,
+              env={"HF_HUB_OFFLINE": "1"})
+    assert res.exit_code == 0, res.output
+    assert hub.requests == []
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["scene"] == "scene" and info["repo"] == "org/scene" and info["revision"] == hub.sha
+
+
+def test_pull_by_repo_branch_and_commit(hub):
+    for scene, sha in [("org/scene", hub.sha), ("org/scene@dev", hub.dev), (f"org/scene@{hub.dev}", hub.dev)]:
+        res = run("pull", scene, "--json")
+        assert res.exit_code == 0, res.output
+        data = json.loads(res.output)
+        assert data["revision"] == sha and Path(data["path"]).name == sha
+    res = run("pull", "org/scene@dev", "--weights", "--json")
+    assert res.exit_code == 0 and "model.safetensors" in pulled_files(hub)
+
+
+def test_offline_pull_of_an_unpulled_scene_is_one_line(hub):
+    res = run("pull", "scene", "--offline")
+    assert res.exit_code == 1 and res.output.count("\n") == 1
+    assert "not in the local cache and offline mode is on" in res.output
+    res = run("info", "--json", "scene")   # index scenes not pulled yet: what the index knows, no request
+    assert res.exit_code == 0 and json.loads(res.output)["pulled"] is False
+    assert hub.requests == []
+
+
+def test_tampered_download_fails_the_hash_check(hub):
+    hub.served["org/scene/onnx/generator.onnx"] = b"not the model"
+    res = run("pull", "scene")
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "onnx/generator.onnx fails its sha256 check" in res.output and "zoo pull --force scene" in res.output
+    hub.served.clear()
+    res = run("pull", "scene", "--force", "-q")   # the repaired download passes
+    assert res.exit_code == 0, res.output
+
+
+def test_tampered_or_deleted_cache_file_is_detected(hub, tmp_path):
+    res = run("pull", "org/scene", "--json")
+    snapshot = Path(json.loads(res.output)["path"])
+    blob = (snapshot / "onnx/generator.onnx").resolve()
+    blob.write_bytes(b"changed")
+    res = run("sample", "org/scene", "--count", "1", "--out", str(tmp_path / "o"), cli=runtime_cli)
+    assert res.exit_code == 1 and "fails its sha256 check" in res.output and "--force" in res.output
+    blob.unlink()
+    res = run("verify", "org/scene")
+    assert res.exit_code == 1 and "onnx/generator.onnx is missing" in res.output
+    assert run("pull", "org/scene", "--force", "-q").exit_code == 0
+    assert run("verify", "org/scene").exit_code == 0
+
+
+@pytest.mark.parametrize("scene,args,expect", [
+    ("org/none", [], "no such repository"),
+    ("org/scene@nope", [], "no such revision"),
+    ("org/private", [], "not authorized (401); it is private, gated or missing: pass --token"),
+    ("org/private", ["--token", "wrong"], "not authorized (401); the token was refused"),
+    ("org/holey", [], "missing on"),
+    ("org/empty", [], "not a scene entry (no config.json)"),
+])
+def test_hub_errors_are_distinct_one_liners(hub, entry, scene, args, expect):
+    hub.commit_folder("org/private", entry)
+    hub.repos["org/private"].token = "secret"
+    hub.commit_folder("org/holey", entry)
+    hub.repos["org/holey"].missing = {"preview.png"}
+    hub.commit("org/empty", {"README.md": b"# nothing"})
+    res = run("pull", scene, *args)
+    assert res.exit_code == 1 and res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
+    assert expect in res.output
+
+
+def test_private_repo_with_token(hub, entry):
+    hub.commit_folder("org/private", entry)
+    hub.repos["org/private"].token = "secret"
+    assert run("pull", "org/private", "--token", "secret", "-q").exit_code == 0
+
+
+def test_concurrent_pulls_do_not_corrupt_the_cache(hub):
+    cmd = [sys.executable, "-m", "zoo.cli", "pull", "scene", "-q"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE) for _ in range(3)]
+    assert all(p.wait(120) == 0 for p in procs), [p.stderr.read() for p in procs]
+    assert run("verify", "scene").exit_code == 0
+
+
+def test_index_rejects_traversal_and_unpinned_entries(hub, tmp_path):
+    for bad, expect in [({"repo": "org/scene", "revision": hub.sha, "files": {"../x": {"sha256": "0" * 64}}},
+                         "escapes the entry folder"),
+                        ({"repo": "org/scene", "revision": "main", "files": {}}, "pinned 40-hex commit"),
+                        ({"repo": "../../etc", "revision": hub.sha, "files": {}}, "repo must look like org/name")]:
+        hub.index.write_text(json.dumps({"format": "oneshot-gan-index/1", "scenes": {"evil": bad}}))
+        res = run("pull", "evil")
+        assert res.exit_code == 1 and expect in res.output, res.output
+
+
+def test_entry_symlinks_out_of_the_folder_are_rejected(entry, tmp_path):
+    evil = tmp_path / "evil"
+    shutil.copytree(entry, evil)
+    (evil / "preview.png").unlink()
+    (evil / "preview.png").symlink_to("/etc/hostname")
+    res = run("verify", str(evil))
+    assert res.exit_code == 1 and "points outside the entry folder" in res.output
+
+
+def test_index_from_a_hub_repo(hub, tmp_path):
+    sha = hub.commit("org/indexes", {"scenes.json": hub.index.read_bytes()})
+    res = run("pull", "scene", "--index", f"hf://org/indexes@{sha}/scenes.json", "--json",
+              env={"ONESHOT_GAN_INDEX": None})
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["revision"] == hub.sha
+
+
+def test_list_info_and_rm(hub):
+    run("pull", "scene", "-q")
+    run("pull", "org/scene@dev", "-q")
+    rows = {r["name"]: r for r in json.loads(run("list", "--json").output)["scenes"]}
+    assert rows["coins"]["source"] == "bundled" and rows["scene"]["pulled"]
+    assert rows[f"org/scene@{hub.dev[:12]}"]["refs"] == ["dev"]
+    info = json.loads(run("info", "scene", "--json").output)
+    assert info["revision"] == hub.sha and "onnx/generator.fp16.onnx" in info["files"]
+    assert all(len(f["sha256"]) == 64 for f in info["files"].values())
+    res = run("rm", "scene", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["revisions"] == [hub.sha]
+    assert not json.loads(run("list", "--json").output)["scenes"][1]["pulled"]
+    assert run("rm", "coins").exit_code == 1 and run("rm", "scene").exit_code == 1
+
+
+def test_verify_catches_broken_entries(entry, tmp_path):
+    assert run("verify", str(entry)).exit_code == 0
+    cases = {
+        "hash": (lambda d: (d / "preview.png").write_bytes(b"x"), "preview.png fails its sha256 check"),
+        "card": (lambda d: (d / "README.md").write_text("# no metadata\n"), "model card metadata lacks"),
+        "schema": (lambda d: (d / "config.json").write_text('{"format": "oneshot-gan-entry/1"}'), "missing or invalid"),
+    }
+    for name, (damage, expect) in cases.items():
+        broken = tmp_path / name
+        shutil.copytree(entry, broken)
+        damage(broken)
+        res = run("verify", str(broken))
+        assert res.exit_code == 1 and expect in res.output and res.output.count("\n") == 1, res.output
+
+
+def test_verify_runs_the_model(entry, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(entry, broken)
+    onnx = broken / "onnx/generator.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:4000])
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg["files"]["onnx/generator.onnx"]["sha256"] = sha256_file(onnx)   # a consistent but broken entry
+    (broken / "config.json").write_text(json.dumps(cfg))
+    res = run("verify", str(broken))
+    assert res.exit_code == 1 and "onnxruntime cannot load it" in res.output
+
+
+class FakeApi:
+    """Stands in for HfApi: records calls and commits into the fake Hub, so the pushed entry can be pulled."""
+
+    def __init__(self, hub, existing=()):
+        self.hub, self.calls, self.existing = hub, [], list(existing)
+
+    def create_repo(self, repo_id, **kw):
+        self.calls.append(("create_repo", repo_id, kw))
+
+    def create_branch(self, repo_id, **kw):
+        self.calls.append(("create_branch", repo_id, kw))
+
+    def list_repo_files(self, repo_id, **kw):
+        return [".gitattributes", *self.existing]
+
+    def create_commit(self, repo_id, operations, **kw):
+        from huggingface_hub import CommitOperationAdd
+
+        files = {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations
+                 if isinstance(op, CommitOperationAdd)}
+        deleted = [op.path_in_repo for op in operations if not isinstance(op, CommitOperationAdd)]
+        self.calls.append(("create_commit", repo_id, {"files": sorted(files), "deleted": deleted, **kw}))
+        return type("CommitInfo", (), {"oid": self.hub.commit(repo_id, files, kw.get("revision") or "main"),
+                                       "commit_url": None})()
+
+
+def test_push_uploads_exactly_the_entry_in_one_commit(hub, entry, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    staged = tmp_path / "entry"
+    shutil.copytree(entry, staged)
+    (staged / "notes.txt").write_text("not part of the entry")
+    api = FakeApi(hub, existing=["onnx/generator.int8.onnx"])
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda **kw: api)
+    res = run("push", str(staged), "--repo", "org/new", "--private", "--revision", "v1", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    expected = sorted(SAMPLING | {"model.safetensors"})
+    assert [c[0] for c in api.calls] == ["create_repo", "create_branch", "create_commit"]
+    assert api.calls[0][2]["private"] is True and api.calls[1][2]["branch"] == "v1"
+    commit = api.calls[2][2]
+    assert commit["files"] == expected and commit["deleted"] == ["onnx/generator.int8.onnx"]
+    assert commit["revision"] == "v1" and data["commit"] == hub.repos["org/new"].refs["v1"]
+    hub.index.write_text(json.dumps({"format": "oneshot-gan-index/1", "scenes": json.loads("{" + data["index_line"] + "}")}))
+    res = run("pull", "new", "--weights", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["revision"] == data["commit"]
+
+
+def test_push_refuses_a_broken_entry(entry, tmp_path):
+    staged = tmp_path / "entry"
+    shutil.copytree(entry, staged)
+    (staged / "preview.png").write_bytes(b"x")
+    res = run("push", str(staged), "--repo", "org/new")
+    assert res.exit_code == 1 and "fails its sha256 check" in res.output
+
+
+def test_entry_with_training_state_resumes(run_dir, tmp_path, hub):
+    from trainer.cli import main as trainer_cli
+
+    out = tmp_path / "full"
+    res = run("export", str(run_dir), "--out", str(out), "--checkpoint", "-q")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    state = sorted(f for f in cfg["files"] if f.startswith("checkpoint/"))
+    assert state == ["checkpoint/checkpoints/ckpt-000000003.safetensors", "checkpoint/config.json",
+                     "checkpoint/data.safetensors"]
+    hub.commit_folder("org/full", out)
+    res = run("pull", "org/full", "--checkpoint", "--json")
+    assert res.exit_code == 0, res.output
+    assert {f for f in pulled_files(hub) if f.startswith("checkpoint/")} == set(state)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(Path(json.loads(res.output)["path"]) / "checkpoint", resumed)   # links -> files
+    res = CliRunner().invoke(trainer_cli, ["resume", str(resumed), "--iters", "4", "-q"])
+    assert res.exit_code == 0, res.output
+    assert (resumed / "checkpoints/ckpt-000000004.safetensors").is_file()

@@ -1,0 +1,128 @@
+"""Hugging Face Hub downloads into the standard HF cache, with one-line errors for every way they fail.
+
+Settings are read when a call is made, not at import: the endpoint ($HF_ENDPOINT, or https://huggingface.co),
+the cache ($HF_HUB_CACHE, else $HF_HOME/hub), offline mode ($HF_HUB_OFFLINE or --offline). Public repos are
+fetched with token=False (a stale stored token would turn them into 401s); pass a token for private ones.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+TRUE = {"1", "on", "yes", "true"}
+
+
+@dataclass(frozen=True)
+class Hub:
+    """Where and how to reach the Hub: endpoint, token (None = anonymous), cache folder, offline."""
+
+    endpoint: str
+    token: str | None
+    cache_dir: Path
+    offline: bool
+
+    @classmethod
+    def from_env(cls, endpoint: str | None = None, token: str | None = None, cache_dir: str | None = None,
+                 offline: bool = False) -> "Hub":
+        env = os.environ
+        endpoint = (endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        cache = cache_dir or env.get("HF_HUB_CACHE") or Path(env.get("HF_HOME") or Path.home() / ".cache/huggingface") / "hub"
+        offline = offline or env.get("HF_HUB_OFFLINE", "").lower() in TRUE
+        return cls(endpoint, token or None, Path(cache).expanduser(), offline)
+
+    @property
+    def auth(self):
+        return self.token or False
+
+    def repo_folder(self, repo: str) -> Path:
+        return self.cache_dir / ("models--" + repo.replace("/", "--"))
+
+
+def hub_error(e: Exception, what: str, hub: Hub) -> UserError:
+    """Map huggingface_hub's exceptions to one line that says what to do."""
+    from huggingface_hub import errors
+
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(e, errors.IncompleteSnapshotError):
+        return UserError(f"{what}: the cached download is incomplete; run `zoo pull --force` online")
+    if isinstance(e, errors.LocalEntryNotFoundError):
+        if hub.offline:
+            return UserError(f"{what}: not in the local cache and offline mode is on; run `zoo pull` online first")
+        return UserError(f"{what}: cannot reach {hub.endpoint} and nothing is cached ({_first_line(e)})")
+    if isinstance(e, errors.RevisionNotFoundError):
+        return UserError(f"{what}: no such revision (branch, tag or commit) in the repository")
+    if isinstance(e, errors.RemoteEntryNotFoundError):
+        return UserError(f"{what}: a file listed by the repository is missing on {hub.endpoint} (404)")
+    if isinstance(e, errors.GatedRepoError):
+        return UserError(f"{what}: gated repository: accept its terms on the Hub and pass --token")
+    if status in (401, 403):
+        hint = "the token was refused" if hub.token else "it is private, gated or missing: pass --token"
+        return UserError(f"{what}: not authorized ({status}); {hint}")
+    if isinstance(e, errors.RepositoryNotFoundError):
+        return UserError(f"{what}: no such repository on {hub.endpoint} (404)")
+    if isinstance(e, errors.HfHubHTTPError):
+        return UserError(f"{what}: the Hub answered {status}: {_first_line(e)}")
+    if isinstance(e, errors.HFValidationError):
+        return UserError(f"{what}: {_first_line(e)}")
+    return UserError(f"{what}: download failed ({type(e).__name__}: {_first_line(e)})")
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def hub_exceptions() -> tuple:
+    from huggingface_hub import errors
+
+    transport = []
+    for module in ("httpx2", "httpx"):  # huggingface_hub's HTTP client, depending on its version
+        try:
+            transport.append(__import__(module).HTTPError)
+        except ImportError:
+            pass
+    return (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.HFValidationError, *transport, OSError)
+
+
+def snapshot(repo: str, revision: str | None, patterns: list[str], hub: Hub, force: bool = False,
+             what: str | None = None) -> Path:
+    """Download (or find in the cache, when offline) the files of repo@revision matching `patterns`."""
+    from huggingface_hub import snapshot_download
+
+    from . import __version__
+
+    try:
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, cache_dir=hub.cache_dir,
+                                      endpoint=hub.endpoint, token=hub.auth, force_download=force,
+                                      local_files_only=hub.offline, library_name="oneshot-gan",
+                                      library_version=__version__))
+    except hub_exceptions() as e:
+        raise hub_error(e, what or f"{repo}@{revision or 'main'}", hub) from None
+
+
+def download_file(repo: str, path: str, revision: str | None, hub: Hub | None, endpoint: str | None = None,
+                  what: str | None = None) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    hub = hub or Hub.from_env()
+    try:
+        return Path(hf_hub_download(repo, path, revision=revision, cache_dir=hub.cache_dir,
+                                    endpoint=endpoint or hub.endpoint, token=hub.auth,
+                                    local_files_only=hub.offline))
+    except hub_exceptions() as e:
+        raise hub_error(e, what or f"{repo}/{path}", hub) from None
+
+
+def cached_commit(repo: str, revision: str, hub: Hub) -> str | None:
+    """The commit a cached ref (branch or tag) points to, or the revision itself when it is a commit."""
+    from .index import COMMIT
+
+    if COMMIT.match(revision):
+        return revision
+    ref = hub.repo_folder(repo) / "refs" / revision
+    return ref.read_text().strip() if ref.is_file() else None

@@ -1,0 +1,84 @@
+"""`zoo verify`: an entry is complete, unchanged and runs: schema, hashes, model card, weights header, every
+ONNX variant loads in onnxruntime (built-in operators only: no custom-op library is ever registered) and
+samples a batch with the right shapes, types and class ids."""
+
+from __future__ import annotations
+
+import os
+from fnmatch import fnmatch
+
+import numpy as np
+
+from .entry import ONNX_FILES, Entry
+from .errors import UserError
+from .scenes import Scene, check_files, patterns
+
+CARD_KEYS = ("library_name:", "pipeline_tag:", "license:")
+
+
+def verify(scene: Scene) -> dict:
+    """Raise UserError at the first problem; return what was checked."""
+    root = scene.path
+    wanted = ["*"]   # an entry folder: every listed file; a pulled scene: what was pulled
+    if scene.ref.kind == "hub":
+        wanted = patterns(os.path.lexists(root / "model.safetensors"), os.path.lexists(root / "checkpoint"))
+    entry = check_files(root, scene.ref, wanted, within=scene.entry.within)
+    checks = {"files": sorted(f for f in entry.config["files"] if any(fnmatch(f, p) for p in wanted)), "hashes": "ok"}
+    _check_card(entry)
+    checks["model_card"] = "ok"
+    if "model.safetensors" in checks["files"]:
+        checks["weights"] = _check_weights(entry)
+    checks["onnx"] = {p: _check_onnx(entry, p) for p in entry.precisions()}
+    if not checks["onnx"]:
+        raise UserError(f"{entry.root}: no ONNX model in the entry")
+    return checks
+
+
+def _check_card(entry: Entry) -> None:
+    path = entry.root / "README.md"
+    if not path.is_file():
+        raise UserError(f"{path}: missing (every entry has a model card)")
+    text = path.read_text(errors="replace")
+    head = text.split("---")[1] if text.startswith("---") and text.count("---") >= 2 else ""
+    missing = [k.rstrip(":") for k in CARD_KEYS if k not in head]
+    if missing:
+        raise UserError(f"{path}: model card metadata lacks {', '.join(missing)}")
+
+
+def _check_weights(entry: Entry) -> int:
+    from safetensors import SafetensorError, safe_open
+
+    path = entry.root / "model.safetensors"
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return len(list(f.keys()))
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _check_onnx(entry: Entry, precision: str) -> dict:
+    import onnxruntime as ort
+
+    path = entry.onnx_path(precision)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types
+        raise UserError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
+    gh, gw = entry.trained_grid
+    z = np.random.default_rng(0).standard_normal((2, entry.noise_dim, gh, gw), dtype=np.float32)
+    try:
+        outputs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"z": z})))
+    except Exception as e:
+        raise UserError(f"{path}: a test sample failed ({str(e).splitlines()[0][:200]})") from None
+    h, w = entry.config["training"]["size"]
+    image = outputs.get("image")
+    if image is None or image.dtype != np.uint8 or image.shape != (2, h, w, 3):
+        raise UserError(f"{path}: expected image uint8 (2, {h}, {w}, 3), got "
+                        f"{None if image is None else (image.dtype, image.shape)}")
+    if entry.has_masks:
+        mask = outputs.get("mask")
+        if mask is None or mask.shape != (2, h, w) or int(mask.max()) >= len(entry.class_names):
+            raise UserError(f"{path}: the mask output is missing, misshapen or has unknown class ids")
+    return {"file": ONNX_FILES[precision], "sample": "ok"}
