@@ -155,7 +155,12 @@ def model_card(config: dict, card: dict) -> str:
     names = config["classes"]["names"]
     lines = ["---", "library_name: oneshot-gan", "pipeline_tag: unconditional-image-generation",
              "tags:", "- one-shot-gan", "- osmis", "- image-segmentation-masks", "- data-augmentation",
-             f"license: {card.get('license', 'other')}", "---", "",
+             f"license: {card.get('license', 'other')}",
+             # the scene's facts, machine-readable (json.dumps quotes strings the YAML way)
+             f"training_image: {json.dumps(card.get('source', 'not recorded'))}",
+             f"training_image_license: {json.dumps(card.get('image_license', 'not recorded'))}",
+             f"training_size: [{h}, {w}]", f"classes: {json.dumps(names)}", "preview: preview.png",
+             "---", "",
              f"# {card.get('title', 'One-shot image + mask GAN scene')}", "",
              "A One-Shot GAN / OSMIS generator trained on a single scene. It samples new images of the scene"
              + (" with aligned segmentation masks." if names else "."), "",

@@ -32,6 +32,12 @@ def test_entry_files_config_and_hashes(entry):
     fp16 = cfg["files"]["onnx/generator.fp16.onnx"]["quality_vs_fp32"]
     assert fp16["mean_pixel_delta"] < 2.0 and fp16["mask_agreement"] > 0.9
     assert not list(entry.parent.glob(".*partial*"))
+    from huggingface_hub import metadata_load
+
+    card = metadata_load(entry / "README.md")
+    assert card["pipeline_tag"] == "unconditional-image-generation" and card["library_name"] == "oneshot-gan"
+    assert card["training_size"] == [24, 40] and card["classes"] == ["background", "class_1", "class_2"]
+    assert card["training_image"] == "not recorded" and card["preview"] == "preview.png"
 
 
 def test_onnx_is_self_contained_checked_and_dynamic(entry):
