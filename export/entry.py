@@ -18,8 +18,9 @@ from trainer import __version__
 from trainer.checkpoint import UMASK
 from trainer.generator import Generator
 from trainer.preview import preview_grid
-
+from trainer.train import read_run
 from zoo.entry import ENTRY_FORMAT, ONNX_FILES
+from zoo.quality import reference
 from zoo.scenes import sha256_file
 
 from .graph import IMAGE_LAYOUT, ExportError, load_run_generator
@@ -87,17 +88,20 @@ def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32"
     classes = {"names": data.get("class_names") or [], "palette": data.get("palette") or []}
     training = {"iterations": int(ckpt.stem.split("-")[1]), "frames": len(data.get("frames") or []),
                 "fingerprint": data.get("fingerprint", {}), "hyperparameters": run_config.get("train", {})}
+    _, frames, _ = read_run(Path(run_dir))
+    stats = reference(frames)
     state = {f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")} if checkpoint else {}
     if checkpoint:
         state[f"checkpoint/checkpoints/{ckpt.name}"] = ckpt
-    return write_entry(G, out, classes, training, precisions, probabilities, log, weights, card, state)
+    return write_entry(G, out, classes, training, precisions, probabilities, log, weights, card, state, stats)
 
 
 def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisions: tuple[str, ...],
                 probabilities: bool, log, weights: bool = True, card: dict | None = None,
-                extra: dict[str, Path] | None = None) -> dict:
+                extra: dict[str, Path] | None = None, reference_stats: dict | None = None) -> dict:
     """Export G's ONNX variants, weights, preview and config into `out`, all or nothing. `extra` maps entry
-    file names to files copied in as they are."""
+    file names to files copied in as they are; `reference_stats` is the training frames' quality reference
+    (zoo.quality; without it `runtime sample --drop-worst` is unavailable)."""
     """Export G's ONNX variants, weights, preview and config into `out`, all or nothing."""
     out = Path(out)
     unknown = set(precisions) - set(PRECISIONS)
@@ -133,6 +137,9 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
             config["files"]["model.safetensors"] = {"weights": "EMA generator, reference state-dict layout"}
         (stage / "preview.png").write_bytes(_preview(fp32, G, config["classes"]["palette"] or None))
         config["files"]["preview.png"] = {}
+        if reference_stats is not None:
+            (stage / "quality.json").write_text(json.dumps(reference_stats) + "\n")
+            config["files"]["quality.json"] = {"score": reference_stats["score"]}
         for name, src in (extra or {}).items():
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, stage / name)

@@ -36,6 +36,9 @@ def main() -> None:
 @click.option("--mask-preview", is_flag=True, help="Also write coloured masks to previews/.")
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True)
 @click.option("--workers", type=int, default=None, help="Encoding processes [CPU count]; 0 = one thread in this process.")
+@click.option("--drop-worst", type=float, default=0.0, show_default=True, metavar="FRACTION",
+              help="Leave out this fraction of samples with the worst quality score (patch-frechet-v1, as "
+                   "`trainer eval` reports it; OSMIS drops 0.15).")
 @click.option("--resume", is_flag=True, help="Skip samples already complete in --out.")
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -43,7 +46,7 @@ def main() -> None:
 @hub_options
 @user_errors
 def sample(scene, count, out, seed, start_index, batch_size, grid, size, precision, backend, device, fmt, mask_preview,
-           png_compression, workers, resume, overwrite, as_json, quiet, hub, index):
+           png_compression, workers, drop_worst, resume, overwrite, as_json, quiet, hub, index):
     """Write COUNT new image/mask pairs of SCENE to --out.
 
     SCENE: a bundled or index name, org/repo[@revision] on the Hugging Face Hub (pulled once, then used
@@ -67,7 +70,7 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     try:
         summary = sample_to_folder(sampler, Path(out), sampler.scene.ref.label, count, seed, start_index, g,
                                    batch_size, workers, png_compression, mask_preview, resume, overwrite, quiet,
-                                   fmt=fmt)
+                                   fmt=fmt, drop_worst=drop_worst)
     except Interrupted as e:
         click.echo(f"interrupted: {e.complete} samples are complete in {out}; finish with --resume", err=True)
         sys.exit(130)

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from zoo.entry import safe_member
 from zoo.errors import UserError
+from zoo.quality import SCORE, Scorer, drop_threshold
 
 from . import __version__
 from .latents import SCHEME
@@ -26,7 +28,8 @@ from .writer import SHARD_EXT, complete_indices, encode_batch, flat_palette, sha
 
 SHARD_SIZE = 256  # samples per shard file (webdataset / npz), aligned on absolute indices
 
-SETTINGS = ("scene", "seed", "grid", "precision", "latent_scheme", "format")  # must match to --resume a folder
+SETTINGS = ("scene", "seed", "grid", "precision", "latent_scheme", "format", "drop_worst")  # must match to --resume
+CALIBRATION = 256  # --drop-worst: the threshold is the score quantile over the first this-many samples
 
 
 class Interrupted(Exception):
@@ -68,7 +71,7 @@ def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, coun
             "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,
             "versions": {"oneshot-gan": __version__, "onnxruntime": onnxruntime.__version__,
                          "python": platform.python_version()},
-            "command": " ".join(argv)}
+            "drop_worst": None, "command": " ".join(argv)}
 
 
 def check_resume(out: Path, info: dict) -> None:
@@ -85,13 +88,22 @@ def check_resume(out: Path, info: dict) -> None:
 def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: int = 0, start: int = 0,
                      grid=None, batch_size: int | None = None, workers: int | None = None, compress_level: int = 1,
                      mask_preview: bool = False, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-                     argv: list[str] | None = None, fmt: str = "png") -> dict:
-    """Write samples start .. start+count-1; returns a summary. Ctrl-C leaves only complete samples."""
+                     argv: list[str] | None = None, fmt: str = "png", drop_worst: float = 0.0) -> dict:
+    """Write samples start .. start+count-1; returns a summary. Ctrl-C leaves only complete samples.
+    drop_worst: leave out samples whose quality score is above the (1 - drop_worst) quantile of the scores of
+    the first CALIBRATION samples (all of them when count is smaller), so whether sample i is kept depends only
+    on (seed, start, i), never on batching or resuming."""
     if count <= 0:
         raise UserError(f"--count must be positive, got {count}")
+    if not 0 <= drop_worst < 1:
+        raise UserError(f"--drop-worst must be in [0, 1), got {drop_worst}")
     grid = sampler.grid_for(grid)
+    batch_size = batch_size or auto_batch(sampler.output_size(grid))
+    scorer = quality_scorer(sampler) if drop_worst else None
     info = dataset_info(sampler, scene, seed, grid, start, count, argv or sys.argv, fmt)
     prepare_out(out, resume, overwrite)
+    if scorer is not None:
+        info["drop_worst"] = calibrate(sampler, scorer, seed, start, count, grid, batch_size, drop_worst)
     if resume:
         check_resume(out, info)
     folders = ["images", "masks"] + (["previews"] if mask_preview else []) if fmt == "png" else ["shards"]
@@ -100,11 +112,11 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     (out / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
     done = complete_indices(out, fmt) if resume else set()
     todo = np.array([i for i in range(start, start + count) if i not in done], dtype=np.int64)
-    batch_size = batch_size or auto_batch(sampler.output_size(grid))
     workers = max(1, os.cpu_count() or 1) if workers is None else workers
     palette = flat_palette(sampler.entry.palette) if sampler.entry.has_masks else []
     t0 = time.perf_counter()
     written: set[int] = set()
+    dropped: list[int] = []
     bar = tqdm(total=count, initial=count - len(todo), unit="sample", file=sys.stderr, disable=quiet,
                dynamic_ncols=True, desc="sample")
     # spawn, not fork: forking a process whose inference threads are running can deadlock the child.
@@ -115,10 +127,17 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     shards = ShardBuffer(todo)
     try:
         for idx, images, masks in sampler.iter_batches(indices=todo, seed=seed, batch_size=batch_size, grid=grid):
-            if fmt == "png":
+            gone = np.zeros(0, np.int64)
+            if scorer is not None:
+                keep = scorer.scores(images) <= info["drop_worst"]["threshold"]
+                gone = idx[~keep]
+                dropped += gone.tolist()
+                bar.update(len(gone))
+                idx, images, masks = idx[keep], images[keep], None if masks is None else masks[keep]
+            if fmt == "png" and len(idx):
                 pending.add(pool.submit(encode_batch, str(out), idx, images, masks, palette, compress_level,
                                         mask_preview))
-            for s_idx, s_img, s_mask in (shards.add(idx, images, masks) if fmt != "png" else []):
+            for s_idx, s_img, s_mask in (shards.add(idx, images, masks, gone) if fmt != "png" else []):
                 path = out / "shards" / (shard_name(s_idx) + SHARD_EXT[fmt])
                 pending.add(pool.submit(write_shard, path, s_idx, s_img, s_mask, palette, compress_level)
                             if fmt == "webdataset" else pool.submit(write_npz, path, s_idx, s_img, s_mask))
@@ -145,8 +164,26 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     _finish(out, seed, sampler, fmt)
     elapsed = time.perf_counter() - t0
     return {"out": str(out), "written": len(written), "skipped": len(done & set(range(start, start + count))),
+            "dropped": len(dropped),
             "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
             "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
+
+
+def quality_scorer(sampler: Sampler) -> Scorer:
+    entry = sampler.entry
+    if "quality.json" not in entry.config["files"]:
+        raise UserError(f"{entry.root}: this entry has no quality reference (quality.json), so --drop-worst cannot "
+                        "score samples; re-export it from its trainer run with `zoo export`")
+    return Scorer.load(safe_member(entry.root, "quality.json", entry.within))
+
+
+def calibrate(sampler: Sampler, scorer: Scorer, seed: int, start: int, count: int, grid, batch_size: int,
+              fraction: float) -> dict:
+    pool = np.arange(start, start + min(count, CALIBRATION))
+    scores = np.concatenate([scorer.scores(images) for _, images, _ in
+                             sampler.iter_batches(indices=pool, seed=seed, batch_size=batch_size, grid=grid)])
+    return {"fraction": fraction, "score": SCORE, "threshold": drop_threshold(scores, fraction),
+            "calibration_indices": [int(pool[0]), int(pool[-1]) + 1]}
 
 
 def _collect(pending, written, bar, mode):
@@ -171,15 +208,19 @@ class ShardBuffer:
         self.expected = dict(zip(ids.tolist(), counts.tolist()))
         self.parts: dict[int, list] = {}
 
-    def add(self, idx, images, masks):
+    def add(self, idx, images, masks, dropped=()):
+        """Take a batch (and the indices dropped from it, which will never arrive); yield completed shards."""
+        for s in (np.asarray(dropped, np.int64) // SHARD_SIZE).tolist():
+            self.expected[s] -= 1
         sid = idx // SHARD_SIZE
         for s in np.unique(sid).tolist():
             sel = sid == s
             self.parts.setdefault(s, []).append((idx[sel], images[sel], None if masks is None else masks[sel]))
-            if sum(len(p[0]) for p in self.parts[s]) == self.expected[s]:
+        for s in set(np.unique(sid).tolist()) | set((np.asarray(dropped, np.int64) // SHARD_SIZE).tolist()):
+            if s in self.parts and sum(len(p[0]) for p in self.parts[s]) == self.expected[s]:
                 parts = self.parts.pop(s)
                 yield (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                       None if masks is None else np.concatenate([p[2] for p in parts]))
+                       None if parts[0][2] is None else np.concatenate([p[2] for p in parts]))
 
 
 def auto_batch(size: tuple[int, int]) -> int:

@@ -216,3 +216,42 @@ def test_disk_full_reports_complete_samples(entry, tmp_path, monkeypatch):
                                     "--workers", "0", "-q"])
     assert res.exit_code == 1 and "disk full while writing; 4 samples are complete" in res.output
     assert len(list((out / "images").iterdir())) == 4 and not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("fmt", ["png", "npz"])
+def test_drop_worst_leaves_out_the_worst_scores_whatever_the_batch(tmp_path, fmt):
+    from zoo.quality import Scorer
+
+    s = Sampler.from_pretrained("coins")
+    images, _ = s.sample(indices=list(range(3, 11)), seed=4)
+    scores = Scorer.load(s.entry.root / "quality.json").scores(images)
+    worst = set((np.argsort(scores)[-2:] + 3).tolist())
+    kept = []
+    for batch in ("3", "8"):
+        out = tmp_path / f"{fmt}{batch}"
+        res = CliRunner().invoke(main, ["sample", "--count", "8", "--start-index", "3", "--seed", "4", "--out",
+                                        str(out), "--drop-worst", "0.25", "--batch-size", batch, "--format", fmt,
+                                        "--workers", "0", "--json", "-q"])
+        assert res.exit_code == 0, res.output
+        summary = json.loads(res.output)
+        assert summary["written"] == 6 and summary["dropped"] == 2
+        info = json.loads((out / "dataset.json").read_text())["drop_worst"]
+        assert info["calibration_indices"] == [3, 11] and info["score"] == "patch-frechet-v1"
+        if fmt == "png":
+            kept.append({int(p.stem) for p in (out / "images").iterdir()})
+        else:
+            kept.append({int(i) for shard in (out / "shards").iterdir() for i in np.load(shard)["indices"]})
+    assert kept[0] == kept[1] == set(range(3, 11)) - worst
+
+
+def test_drop_worst_needs_a_quality_reference(entry, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(entry, old)
+    cfg = json.loads((old / "config.json").read_text())
+    assert cfg["files"].pop("quality.json")["score"] == "patch-frechet-v1"
+    (old / "config.json").write_text(json.dumps(cfg))
+    res = CliRunner().invoke(main, ["sample", str(old), "--out", str(tmp_path / "o"), "--count", "2",
+                                    "--drop-worst", "0.1"])
+    assert res.exit_code == 1 and "no quality reference" in res.output and not (tmp_path / "o").exists()

@@ -15,7 +15,8 @@ from runtime.cli import main as runtime_cli
 from zoo.cli import main as zoo
 from zoo.scenes import sha256_file
 
-SAMPLING = {"config.json", "README.md", "preview.png", "onnx/generator.onnx", "onnx/generator.fp16.onnx"}
+SAMPLING = {"config.json", "README.md", "preview.png", "quality.json", "onnx/generator.onnx",
+            "onnx/generator.fp16.onnx"}
 
 
 @pytest.fixture(scope="module")

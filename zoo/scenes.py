@@ -25,7 +25,7 @@ from .index import REPO, IndexEntry, load_index
 BUNDLED = Path(__file__).with_name("scenes")
 DEFAULT_SCENE = "coins"
 # What sampling needs; weights and the training state come only on request.
-SAMPLING_FILES = ["config.json", "README.md", "preview.png", "onnx/*.onnx"]
+SAMPLING_FILES = ["config.json", "README.md", "preview.png", "quality.json", "onnx/*.onnx"]
 WEIGHT_FILES = ["model.safetensors"]
 CHECKPOINT_FILES = ["checkpoint/*"]
 HUB_ID = re.compile(r"^(?P<repo>[^@\s]+/[^@\s]+?)(?:@(?P<rev>[^@\s]+))?$")
