@@ -13,7 +13,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 
 from trainer.checkpoint import list_checkpoints, load_ema_generator
 from trainer.config import ModelConfig
-from trainer.generator import Generator, refresh_spectral_norms
+from trainer.generator import Generator, refresh_spectral_norms, to_uint8
 from zoo.errors import UserError
 
 IMAGE_LAYOUT = "NHWC"  # rows of RGB triplets: what PNG encoders and numpy image code take without a copy
@@ -46,15 +46,11 @@ class SamplerGraph(nn.Module):
     def forward(self, z: torch.Tensor):
         """half: fp16 weights and arithmetic inside; the latent stays float32 and post-processing runs in fp32."""
         out = self.G.synthesize(self.G.grid_features(z.half() if self.half else z), n_rgb=1)
-        x = out.images[-1].float()
-        # clamp last: a value a hair below 0 after rounding would wrap around to 255 in the uint8 cast
-        image = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        if out.mask_logits is None:
+        image, mask = to_uint8(out.images[-1], out.mask_logits)
+        if mask is None:
             return (image,)
-        logits = out.mask_logits.float()
-        mask = logits.argmax(1).to(torch.uint8)
         if self.probabilities:
-            return image, mask, F.softmax(logits, dim=1)
+            return image, mask, F.softmax(out.mask_logits.float(), dim=1)
         return image, mask
 
 

@@ -1,4 +1,4 @@
-"""`trainer` command line: fit, resume, describe."""
+"""`trainer` command line: fit, resume, describe, eval."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import click
 from .config import ConfigError, auto_config, parse_size
 from .data import DataError, load_scene, to_training_arrays
 
+from zoo.errors import UserError
+
 RUN_FILES = ("config.json", "data.safetensors", "losses.jsonl", "preview.png", "checkpoints", "previews")
 
 
@@ -29,7 +31,7 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ConfigError, RunError) as e:
+        except (DataError, ConfigError, RunError, UserError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
         except RuntimeError as e:
@@ -200,6 +202,67 @@ def describe(size, classes, width_mult, max_size, as_json):
     h, w = parse_size(size)
     info = describe_size(h, w, classes=classes, width_mult=width_mult, max_size=max_size)
     click.echo(json.dumps(info, indent=2) if as_json else format_text(info))
+
+
+@main.command("eval")
+@click.argument("target")
+@click.option("--samples", type=click.IntRange(2, 100_000), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sample i is `runtime sample --seed` sample i.")
+@click.option("--image", type=click.Path(path_type=Path), default=None,
+              help="Training image or frame folder (entries without checkpoint/ do not hold their frames).")
+@click.option("--mask", type=click.Path(path_type=Path), default=None, help="Its mask(s).")
+@click.option("--unet-steps", type=click.IntRange(1), default=500, show_default=True,
+              help="Training steps of the mask-alignment UNet (batch 8).")
+@click.option("--inception-weights", type=click.Path(path_type=Path), default=None,
+              help="InceptionV3 weights (torchvision or pytorch-fid state dict) to compute SIFID.")
+@click.option("--lpips-weights", type=click.Path(path_type=Path), default=None,
+              help="torchvision AlexNet ImageNet weights to compute LPIPS.")
+@click.option("--index", default=None, help="Extra scene index for scene ids.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Write report.json and report.html here.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@user_errors
+def eval_cmd(target, samples, seed, image, mask, unet_steps, inception_weights, lpips_weights, index, report_dir,
+             as_json, quiet):
+    """Diversity, memorisation, mask alignment and quality of TARGET (a run folder, an entry or a scene id)."""
+    try:
+        import pytorch_msssim  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError as e:
+        raise UserError(f"trainer eval needs its extra: pip install 'oneshot-gan[eval]' ({e})") from None
+    from .evaluate import evaluate, gather
+    from .report import write_report
+
+    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    material = gather(target, samples, seed, image, mask, index)
+    log(f"{target}: {samples} samples, {len(material.frames)} training frame(s)")
+    result = evaluate(material, seed, unet_steps, inception_weights, lpips_weights, log)
+    if report_dir is not None:
+        write_report(result, material, report_dir)
+        log(f"report: {report_dir / 'report.html'}")
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "per_sample"} | {"per_sample": result["per_sample"]}))
+    elif not quiet:
+        click.echo(format_eval(result))
+
+
+def format_eval(r: dict) -> str:
+    d, m, q = r["diversity"], r["memorisation"], r["quality_score"]
+    lines = [f"pixel diversity       {d['pixel_diversity']:.3f}",
+             f"MS-SSIM (pairs)       {d['ms_ssim']['mean']:.3f}",
+             f"dist. to train        mean {m['dist_to_train_mean']:.4f}, min {m['dist_to_train_min']:.4f}",
+             f"near-copies           {100 * m['near_copies']:.1f} % (< {m['near_copy_threshold']})",
+             f"quality score         median {q['median']:.4f}, p85 {q['p85']:.4f} (patch-frechet-v1)"]
+    if "mask_alignment" in r:
+        a = r["mask_alignment"]
+        lines += [f"mIoU                  {a['miou']:.1f} (thresholded, OSMIS: {a['miou_thresholded']:.1f})",
+                  f"class freq. TV        {r['class_frequencies']['total_variation']:.3f}"]
+    for key in ("sifid", "lpips"):
+        values = {k: v for k, v in r[key].items() if k != "available"}
+        text = ", ".join(f"{k} {v:.4f}" for k, v in values.items()) if r[key]["available"] else values["reason"]
+        lines.append(f"{key.upper():<21} {text}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

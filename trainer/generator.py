@@ -121,3 +121,10 @@ class Generator(nn.Module):
                 images.append(torch.tanh(self.rgb_converters[i](x)))
         mask_logits = self.mask_converter(x) if self.cfg.has_masks else None
         return GOutput(images=images, mask_logits=mask_logits, features=feats)
+
+
+def to_uint8(image: torch.Tensor, mask_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The sampled output format: image (B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8; logits -> (B, H, W)
+    uint8 class ids. Clamp last: a value a hair below 0 after rounding would wrap to 255 in the cast."""
+    image = ((image.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return image, None if mask_logits is None else mask_logits.float().argmax(1).to(torch.uint8)

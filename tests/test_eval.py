@@ -1,0 +1,139 @@
+"""Evaluation metrics on constructed inputs with known answers, and `trainer eval` end to end."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import scene_arrays
+from trainer import metrics
+from trainer.cli import main as trainer_cli
+from trainer.segmenter import mask_alignment
+from zoo.quality import Scorer, reference
+
+COINS = Path(__file__).parents[1] / "data/coins/image.png"
+COLOURS = np.array([[60, 130, 60], [200, 40, 40], [40, 40, 200]], np.uint8)
+
+
+def rect_scenes(n, seed, h=32, w=48):
+    """Random red and blue rectangles on a noisy green ground; the mask says which is which."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, h, w), np.uint8)
+    for i in range(n):
+        for c in (1, 2):
+            y, x = rng.integers(0, h - 10), rng.integers(0, w - 12)
+            masks[i, y:y + rng.integers(6, 10), x:x + rng.integers(6, 12)] = c
+    return COLOURS[masks] + rng.integers(0, 30, (n, h, w, 3), dtype=np.uint8), masks
+
+
+def test_identical_samples_have_no_diversity_and_are_all_copies():
+    img, _ = scene_arrays(64, 96)
+    same = np.stack([img] * 6)
+    assert metrics.pixel_diversity(same, img[None]) == 0
+    assert metrics.ms_ssim_diversity(same)["mean"] == pytest.approx(1.0, abs=1e-4)
+    dist, _ = metrics.nearest_training_view(same, img[None])
+    assert np.all(dist < 1e-3)
+    noise = np.random.default_rng(0).integers(0, 256, (6, 64, 96, 3), dtype=np.uint8)
+    assert metrics.pixel_diversity(noise, img[None]) > 1
+
+
+def test_flipped_shifted_and_cropped_copies_count_as_copies():
+    img = np.asarray(Image.open(COINS).convert("RGB").resize((160, 128), Image.BILINEAR))
+    h, w = img.shape[:2]
+    shifted = np.pad(img, ((0, 0), (24, 0), (0, 0)), mode="reflect")[:, :w]     # the training's shift, mirrored fill
+    crop = np.asarray(Image.fromarray(img[6:6 + 109, 12:12 + 136]).resize((w, h), Image.BILINEAR))
+    zoom = np.asarray(Image.fromarray(img[32:96, 40:120]).resize((w, h), Image.BILINEAR))
+    other = np.asarray(Image.open(COINS).convert("RGB").rotate(90, expand=True).resize((w, h)))
+    dist, where = metrics.nearest_training_view(np.stack([img[:, ::-1], shifted, crop, zoom, other]), img[None])
+    assert np.all(dist[:4] < metrics.NEAR_COPY) and dist[4] > 2 * metrics.NEAR_COPY, dist
+    assert where[0][1] is True and where[3][2] == 0.5    # found as the mirror image; as a 2x zoom
+    view = metrics.training_view(img[None], where[0])
+    assert np.abs(view.astype(int) - img[:, ::-1]).mean() < 2
+
+
+def test_class_frequencies_and_iou_known_answers():
+    gt = np.zeros((1, 4, 4), np.uint8)
+    gt[0, :2] = 1                       # 8 pixels of class 1
+    pred = gt.copy()
+    pred[0, 2, :2] = 1                  # 2 false positives
+    assert metrics.iou_per_class(pred, gt, 3) == [pytest.approx(600 / 8), pytest.approx(80.0), None]
+    f = metrics.class_frequencies(pred, gt, 3)
+    assert f["generated"] == [0.375, 0.625, 0] and f["training"] == [0.5, 0.5, 0] and f["total_variation"] == 0.125
+    probs = np.eye(3)[gt].transpose(0, 3, 1, 2)          # perfect one-hot probabilities
+    assert metrics.thresholded_iou(probs, gt)[:2] == [100.0, 100.0]
+    probs = np.full((1, 3, 4, 4), 1 / 3)                  # never above 0.5: no pixel predicted
+    assert metrics.thresholded_iou(probs, gt)[:2] == [0.0, 0.0]
+
+
+def test_mask_alignment_separates_aligned_from_shuffled_masks():
+    torch.set_num_threads(2)
+    images, masks = rect_scenes(64, 0)
+    real, real_masks = rect_scenes(2, 1)
+    aligned = mask_alignment(images, masks, real, real_masks, 3, steps=200, seed=0)
+    shuffled = masks[np.random.default_rng(5).permutation(len(masks))]
+    wrong = mask_alignment(images, shuffled, real, real_masks, 3, steps=200, seed=0)
+    assert aligned["miou"] > 90 and wrong["miou"] < 50, (aligned, wrong)
+    assert aligned["miou_thresholded"] > wrong["miou_thresholded"] + 30
+
+
+def test_quality_score_ranks_noise_below_the_scene():
+    img, _ = scene_arrays(64, 96)
+    ref = reference(img[None])
+    scorer = Scorer(ref["mean"], ref["cov"])
+    noise = np.random.default_rng(1).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    other, _ = scene_arrays(64, 96, seed=3)
+    s_same, s_other, s_noise = scorer.scores(np.stack([img, other, noise[0]]))
+    assert s_same < 1e-6 < s_other < s_noise
+
+
+def _random_weights(tmp_path):
+    from safetensors.torch import save_file
+    from torchvision.models import alexnet, inception_v3
+
+    torch.manual_seed(0)
+    inc = tmp_path / "inception.safetensors"
+    save_file(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), str(inc))
+    alex = tmp_path / "alexnet.pth"
+    torch.save(alexnet(weights=None).state_dict(), alex)
+    return inc, alex
+
+
+def test_sifid_and_lpips_need_weight_files_and_have_zero_for_copies(tmp_path):
+    from trainer.backbones import lpips_metrics, sifid
+
+    inc, alex = _random_weights(tmp_path)   # random weights: only to check the arithmetic
+    img, _ = scene_arrays(64, 96)
+    other, _ = scene_arrays(64, 96, seed=4)
+    s = sifid(np.stack([img, other]), img[None], inc)
+    assert s["per_sample"][0] == pytest.approx(0, abs=1e-6) and s["per_sample"][1] > 1e-4
+    pairs = np.array([[0, 1]])
+    lp = lpips_metrics(np.stack([img, img]), np.stack([img, img]), alex, pairs)
+    assert lp["diversity"] == pytest.approx(0, abs=1e-6) and lp["dist_to_train"] == pytest.approx(0, abs=1e-6)
+    from zoo.errors import UserError
+
+    with pytest.raises(UserError, match="not InceptionV3 weights"):
+        sifid(img[None], img[None], alex)
+
+
+def test_trainer_eval_on_a_run_and_an_entry(run_dir, entry, scene, tmp_path):
+    res = CliRunner().invoke(trainer_cli, ["eval", str(run_dir), "--samples", "6", "--unet-steps", "5",
+                                           "--report", str(tmp_path / "r"), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output)
+    assert r["samples"] == 6 and len(r["per_sample"]) == 6 and not r["sifid"]["available"]
+    assert 0 <= r["mask_alignment"]["miou"] <= 100 and set(r["definitions"]) >= {"miou", "pixel_diversity"}
+    assert json.loads((tmp_path / "r/report.json").read_text())["scene"] == str(run_dir)
+    assert "<table>" in (tmp_path / "r/report.html").read_text()
+    image, mask = scene
+    res = CliRunner().invoke(trainer_cli, ["eval", str(entry), "--samples", "4", "--unet-steps", "5",
+                                           "--image", str(image), "--mask", str(mask), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    # the same samples: the run through PyTorch, the entry through onnxruntime
+    scores = [s["dist_to_train"] for s in json.loads(res.output)["per_sample"]]
+    assert scores == pytest.approx([s["dist_to_train"] for s in r["per_sample"][:4]], abs=2e-3)
+    res = CliRunner().invoke(trainer_cli, ["eval", str(entry)])
+    assert res.exit_code == 1 and "pass the training image with --image" in res.output
