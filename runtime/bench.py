@@ -1,6 +1,6 @@
 """`runtime bench`: throughput measured side by side, each measurement in its own process.
 
-- peak: fp32 GEMM (1024^3 MatMul) through onnxruntime, the machine's practical fp32 peak;
+- peak: fp32 GEMM (2048^3 MatMul) through onnxruntime, the machine's practical fp32 peak;
 - model-only: onnxruntime fp32 and int8 (and fp16 when present), images/s at the auto batch size;
 - torch: the PyTorch model in eager mode (inference mode, channels_last) when torch, the trainer package and
   the entry's model.safetensors are available;
@@ -23,8 +23,10 @@ import numpy as np
 MATMUL = Path(__file__).with_name("assets") / "matmul.onnx"
 
 
-def _median_rate(fn, items: int, reps: int) -> float:
-    fn()  # warm-up
+def _median_rate(fn, items: int, reps: int, warmup_s: float = 1.5) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < warmup_s:  # warm caches, thread pools and the clock's boost
+        fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -40,7 +42,7 @@ def measure(kind: str, scene: str, reps: int) -> dict:
     from .sampler import Sampler, find_scene
 
     if kind == "peak":
-        n = 1024
+        n = 2048  # large enough that MatMul runs at its steady rate (1024 was noisy here)
         sess = ort.InferenceSession(str(MATMUL), providers=["CPUExecutionProvider"])
         a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
         rate = _median_rate(lambda: sess.run(None, {"a": a, "b": a}), 1, reps)
@@ -50,7 +52,8 @@ def measure(kind: str, scene: str, reps: int) -> dict:
         return {"samples_per_s": _torch_rate(entry, reps)}
     if kind == "end_to_end":
         sampler = Sampler(entry)
-        count = max(64, 4 * auto_batch(sampler.output_size(entry.trained_grid)))
+        # long enough that starting the encoding processes (~1 s) does not weigh on the rate
+        count = max(160, 16 * auto_batch(sampler.output_size(entry.trained_grid)))
         with tempfile.TemporaryDirectory() as tmp:
             sample_to_folder(sampler, Path(tmp) / "w", scene, min(16, count), quiet=True, argv=[])  # warm-up
             s = sample_to_folder(sampler, Path(tmp) / "o", scene, count, quiet=True, argv=[])
