@@ -1,16 +1,9 @@
-"""Does bf16 autocast make samples worse? Trains the same scene twice with the same seed, fp32 and bf16, and
-compares the EMA generators' samples with offline statistics (no pretrained networks are available here):
+"""Does bf16 autocast make samples worse? Trains the coins scene in fp32 and in bf16 with the same seeds and
+compares the EMA generators with `trainer eval`'s offline metrics (pixel diversity, MS-SSIM, distance to
+train and near-copies, mask alignment by a UNet trained on the samples, class-frequency gap, patch quality
+score), per seed and as mean +- std over seeds, so a bf16 difference can be told from seed-to-seed spread.
 
-- pixel diversity (SinGAN's: per-pixel std over samples / std of the training image, averaged);
-- distance to train: mean L1 (in [0, 1] units) of each sample to the nearest of the training image and its
-  horizontal flip (lower = closer to a copy);
-- patch-statistics gap: L1 distance between the histograms of 3x3 gradient magnitudes of samples and of the
-  training image (lower = textures closer to the real ones);
-- mask-image agreement: the fraction of pixels where thresholding the sample's brightness at the training
-  image's best coin/background threshold gives the generated mask (the coins scene: coins are brighter);
-- foreground share of generated masks vs the training mask.
-
-    .venv/bin/python bench/bf16_quality.py [--iters 1500] [--max-size 80] [--width 0.25]
+    .venv/bin/python bench/bf16_quality.py [--seeds 0,1,2] [--iters 1500] [--max-size 80] [--width 0.25]
 """
 
 from __future__ import annotations
@@ -27,74 +20,62 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def samples(run: Path, n: int = 64):
-    import torch
-
-    from export.graph import load_run_generator
-
-    G, _, _ = load_run_generator(run)
-    z = torch.from_numpy(np.random.default_rng(7).standard_normal((n, G.cfg.noise_dim), dtype=np.float32))
-    with torch.no_grad():
-        out = G(z)
-    img = ((out.images[-1] + 1) / 2).clamp(0, 1).mean(1).numpy()  # grayscale scene
-    return img, out.mask_logits.argmax(1).numpy()
+METRICS = {  # name: (how to read it from the eval result, better when)
+    "pixel diversity": (lambda r: r["diversity"]["pixel_diversity"], "higher"),
+    "MS-SSIM between samples": (lambda r: r["diversity"]["ms_ssim"]["mean"], "lower"),
+    "dist. to train (mean)": (lambda r: r["memorisation"]["dist_to_train_mean"], "higher"),
+    "near-copies": (lambda r: r["memorisation"]["near_copies"], "lower"),
+    "mIoU (UNet on samples)": (lambda r: r["mask_alignment"]["miou"], "higher"),
+    "mIoU thresholded": (lambda r: r["mask_alignment"]["miou_thresholded"], "higher"),
+    "class-frequency TV": (lambda r: r["class_frequencies"]["total_variation"], "lower"),
+    "quality score (median)": (lambda r: r["quality_score"]["median"], "lower"),
+}
 
 
-def grad_hist(img: np.ndarray) -> np.ndarray:
-    gy, gx = np.gradient(img, axis=(-2, -1))
-    mag = np.sqrt(gx ** 2 + gy ** 2)
-    h, _ = np.histogram(mag, bins=32, range=(0, 0.5))
-    return h / max(h.sum(), 1)
-
-
-def metrics(run: Path) -> dict:
-    from safetensors.torch import load_file
-
-    data = load_file(str(run / "data.safetensors"))
-    real = data["images"].numpy()[0].mean(-1) / 255.0
-    real_mask = data["masks"].numpy()[0]
-    img, mask = samples(run)
-    refs = np.stack([real, real[:, ::-1]])
-    dist = np.abs(img[:, None] - refs[None]).mean((2, 3)).min(1)
-    thresholds = np.linspace(0.05, 0.95, 91)
-    best_t = thresholds[np.argmax([((real > t) == (real_mask > 0)).mean() for t in thresholds])]
-    return {
-        "pixel_diversity": float(img.std(0).mean() / real.std()),
-        "dist_to_train": float(dist.mean()),
-        "patch_stat_gap": float(np.abs(grad_hist(img) - grad_hist(real)).sum()),
-        "mask_image_agreement": float(((img > best_t) == (mask > 0)).mean()),
-        "real_mask_image_agreement": float(((real > best_t) == (real_mask > 0)).mean()),
-        "fg_share": float((mask > 0).mean()),
-        "real_fg_share": float((real_mask > 0).mean()),
-    }
+def train(run: Path, precision: str, seed: int, a) -> float:
+    trainer = str(Path(sys.executable).with_name("trainer"))
+    cmd = [trainer, "fit", str(ROOT / "data/coins/image.png"), "--mask", str(ROOT / "data/coins/mask.png"),
+           "--out", str(run), "--max-size", a.max_size, "--width", a.width, "--iters", str(a.iters),
+           "--precision", precision, "--seed", str(seed), "--save-every", str(a.iters), "--preview-every",
+           str(a.iters), "-q"]
+    subprocess.run(cmd, check=True)
+    lines = [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
+    return float(np.median([ln["time"] for ln in lines]))
 
 
 def main() -> None:
+    from trainer.evaluate import evaluate, gather
+
     ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--iters", type=int, default=1500)
     ap.add_argument("--max-size", default="80")
     ap.add_argument("--width", default="0.25")
-    ap.add_argument("--seed", default="0")
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--unet-steps", type=int, default=300)
     a = ap.parse_args()
-    trainer = str(Path(sys.executable).with_name("trainer"))
-    results, times = {}, {}
+    seeds = [int(s) for s in a.seeds.split(",")]
+    values = {p: {m: [] for m in METRICS} for p in ("fp32", "bf16")}
+    times = {"fp32": [], "bf16": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for precision in ("fp32", "bf16"):
-            run = Path(tmp) / precision
-            cmd = [trainer, "fit", str(ROOT / "data/coins/image.png"), "--mask", str(ROOT / "data/coins/mask.png"),
-                   "--out", str(run), "--max-size", a.max_size, "--width", a.width, "--iters", str(a.iters),
-                   "--precision", precision, "--seed", a.seed, "--save-every", str(a.iters), "--preview-every",
-                   str(a.iters), "-q"]
-            subprocess.run(cmd, check=True)
-            results[precision] = metrics(run)
-            lines = [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
-            times[precision] = float(np.median([ln["time"] for ln in lines]))
-    print(f"coins, max-size {a.max_size}, width {a.width}, {a.iters} iterations, seed {a.seed}")
-    print(f"  {'metric':28s} {'fp32':>9s} {'bf16':>9s}")
-    for k in results["fp32"]:
-        print(f"  {k:28s} {results['fp32'][k]:9.4f} {results['bf16'][k]:9.4f}")
-    print(f"  {'median s/iteration':28s} {times['fp32']:9.4f} {times['bf16']:9.4f}")
+        for seed in seeds:
+            for precision in ("fp32", "bf16"):
+                run = Path(tmp) / f"{precision}-{seed}"
+                times[precision].append(train(run, precision, seed, a))
+                r = evaluate(gather(str(run), a.samples, seed=0), seed=0, unet_steps=a.unet_steps)
+                for m, (get, _) in METRICS.items():
+                    values[precision][m].append(get(r))
+                print(f"seed {seed} {precision}: " + ", ".join(f"{m} {values[precision][m][-1]:.4g}"
+                                                              for m in METRICS), flush=True)
+    print(f"\ncoins, max-size {a.max_size}, width {a.width}, {a.iters} iterations, seeds {a.seeds}, "
+          f"{a.samples} samples each")
+    print(f"  {'metric':26s} {'better':>6s} {'fp32 mean +- std':>20s} {'bf16 mean +- std':>20s}  bf16-fp32 / fp32 std")
+    for m, (_, better) in METRICS.items():
+        f, b = np.array(values["fp32"][m]), np.array(values["bf16"][m])
+        spread = f.std(ddof=1) if len(f) > 1 else float("nan")
+        print(f"  {m:26s} {better:>6s} {f.mean():11.4f} +- {f.std(ddof=1) if len(f) > 1 else 0:6.4f} "
+              f"{b.mean():11.4f} +- {b.std(ddof=1) if len(b) > 1 else 0:6.4f}  {(b.mean() - f.mean()) / spread:+.2f}")
+    print(f"  {'median s/iteration':26s} {'':6s} {np.median(times['fp32']):20.4f} {np.median(times['bf16']):20.4f}")
 
 
 if __name__ == "__main__":

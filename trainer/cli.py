@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import sys
@@ -12,35 +11,16 @@ from pathlib import Path
 
 import click
 
+from zoo.errors import UserError, user_errors
+
 from .config import ConfigError, auto_config, parse_size
 from .data import DataError, load_scene, to_training_arrays
-
-from zoo.errors import UserError
 
 RUN_FILES = ("config.json", "data.safetensors", "losses.jsonl", "preview.png", "checkpoints", "previews")
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """A run directory that cannot be used as asked."""
-
-
-def user_errors(fn):
-    """User mistakes end in one line on stderr and exit code 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (DataError, ConfigError, RunError, UserError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-        except RuntimeError as e:
-            if str(e).startswith("--device"):
-                click.echo(f"error: {e}", err=True)
-                sys.exit(1)
-            raise
-
-    return wrapper
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from zoo.errors import UserError
+
 NOISE_DIM = 64
 BASE_CHANNELS = 32
 G_CHANNEL_MULT = [8, 8, 8, 8, 8, 8, 8, 4, 2, 1]
@@ -22,7 +24,7 @@ MAX_BLOCKS = 9
 GRID_MIN, GRID_MAX = 3, 7
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A size or option that cannot be turned into a model."""
 
 

@@ -11,7 +11,6 @@ a mask must always have the size of its own frame.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from zoo.errors import UserError
+from zoo.scenes import sha256_file
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
 MAX_CLASSES = 255
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A user's input file that cannot be used; the message names the file and the problem."""
 
 
@@ -53,14 +55,6 @@ class Scene:
     @property
     def size(self) -> tuple[int, int]:
         return self.frames[0].shape[:2]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _open_image(path: Path) -> Image.Image:

@@ -27,7 +27,7 @@ from . import __version__
 from .augment import augment
 from .checkpoint import (atomic_save_tensors, atomic_write_bytes, atomic_write_text, list_checkpoints, load_checkpoint,
                          save_checkpoint)
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
@@ -74,7 +74,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA GPU is available to torch")
+        raise ConfigError("--device cuda: no CUDA GPU is available to torch")
     return torch.device(name)
 
 
