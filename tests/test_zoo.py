@@ -207,16 +207,29 @@ def test_verify_catches_broken_entries(entry, tmp_path):
         assert res.exit_code == 1 and expect in res.output and res.output.count("\n") == 1, res.output
 
 
+def _rehash(entry_dir, name):
+    cfg = json.loads((entry_dir / "config.json").read_text())
+    cfg["files"][name]["sha256"] = sha256_file(entry_dir / name)   # a consistent but broken entry
+    (entry_dir / "config.json").write_text(json.dumps(cfg))
+
+
 def test_verify_runs_the_model(entry, tmp_path):
+    import onnx
+
     broken = tmp_path / "broken"
     shutil.copytree(entry, broken)
-    onnx = broken / "onnx/generator.onnx"
-    onnx.write_bytes(onnx.read_bytes()[:4000])
-    cfg = json.loads((broken / "config.json").read_text())
-    cfg["files"]["onnx/generator.onnx"]["sha256"] = sha256_file(onnx)   # a consistent but broken entry
-    (broken / "config.json").write_text(json.dumps(cfg))
+    path = broken / "onnx/generator.onnx"
+    model = onnx.load(str(path))
+    last = next(n for n in reversed(model.graph.node) if n.op_type == "Transpose")
+    last.attribute[0].ints[:] = [0, 1, 2, 3]       # image comes out NCHW: loads, runs, wrong shape
+    onnx.save(model, str(path))
+    _rehash(broken, "onnx/generator.onnx")
     res = run("verify", str(broken))
-    assert res.exit_code == 1 and "onnxruntime cannot load it" in res.output
+    assert res.exit_code == 1 and "expected image uint8 (2, 24, 40, 3)" in res.output, res.output
+    path.write_bytes(path.read_bytes()[:4000])
+    _rehash(broken, "onnx/generator.onnx")
+    res = run("verify", str(broken))
+    assert res.exit_code == 1 and "not a valid ONNX file" in res.output, res.output
 
 
 class FakeApi:
@@ -295,3 +308,17 @@ def test_entry_with_training_state_resumes(run_dir, tmp_path, hub):
     res = CliRunner().invoke(trainer_cli, ["resume", str(resumed), "--iters", "4", "-q"])
     assert res.exit_code == 0, res.output
     assert (resumed / "checkpoints/ckpt-000000004.safetensors").is_file()
+
+
+def test_verify_refuses_non_standard_operators(entry, tmp_path):
+    import onnx
+
+    odd = tmp_path / "odd"
+    shutil.copytree(entry, odd)
+    path = odd / "onnx/generator.onnx"
+    model = onnx.load(str(path))
+    model.graph.node[0].domain = "com.example.custom"
+    onnx.save(model, str(path))
+    _rehash(odd, "onnx/generator.onnx")
+    res = run("verify", str(odd))
+    assert res.exit_code == 1 and "non-standard operator domains ['com.example.custom']" in res.output

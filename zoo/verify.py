@@ -56,10 +56,30 @@ def _check_weights(entry: Entry) -> int:
         raise UserError(f"{path}: not a readable safetensors file ({e})") from None
 
 
+STANDARD_DOMAINS = {"", "ai.onnx"}
+
+
+def _op_domains(path) -> str:
+    """Only standard ONNX operators (checked with the onnx package when it is installed: the exporter's extra)."""
+    try:
+        import onnx
+    except ImportError:
+        return "not checked (pip install onnx to check operator domains)"
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise UserError(f"{path}: not a valid ONNX file ({str(e).splitlines()[0][:160]})") from None
+    domains = {n.domain for n in model.graph.node}   # opset_import may list unused domains (the quantizer does)
+    if not domains <= STANDARD_DOMAINS:
+        raise UserError(f"{path}: uses non-standard operator domains {sorted(domains - STANDARD_DOMAINS)}")
+    return "standard only"
+
+
 def _check_onnx(entry: Entry, precision: str) -> dict:
     import onnxruntime as ort
 
     path = entry.onnx_path(precision)
+    domains = _op_domains(path)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:
@@ -81,4 +101,4 @@ def _check_onnx(entry: Entry, precision: str) -> dict:
         mask = outputs.get("mask")
         if mask is None or mask.shape != (2, h, w) or int(mask.max()) >= len(entry.class_names):
             raise UserError(f"{path}: the mask output is missing, misshapen or has unknown class ids")
-    return {"file": ONNX_FILES[precision], "sample": "ok"}
+    return {"file": ONNX_FILES[precision], "sample": "ok", "operators": domains}
