@@ -72,9 +72,10 @@ def main() -> None:
     print(f"  {'metric':26s} {'better':>6s} {'fp32 mean +- std':>20s} {'bf16 mean +- std':>20s}  bf16-fp32 / fp32 std")
     for m, (_, better) in METRICS.items():
         f, b = np.array(values["fp32"][m]), np.array(values["bf16"][m])
-        spread = f.std(ddof=1) if len(f) > 1 else float("nan")
-        print(f"  {m:26s} {better:>6s} {f.mean():11.4f} +- {f.std(ddof=1) if len(f) > 1 else 0:6.4f} "
-              f"{b.mean():11.4f} +- {b.std(ddof=1) if len(b) > 1 else 0:6.4f}  {(b.mean() - f.mean()) / spread:+.2f}")
+        spread = f.std(ddof=1) if len(f) > 1 else 0.0
+        gap = f"{(b.mean() - f.mean()) / spread:+.2f}" if spread > 0 else "n/a"
+        print(f"  {m:26s} {better:>6s} {f.mean():11.4f} +- {spread:6.4f} "
+              f"{b.mean():11.4f} +- {b.std(ddof=1) if len(b) > 1 else 0:6.4f}  {gap}")
     print(f"  {'median s/iteration':26s} {'':6s} {np.median(times['fp32']):20.4f} {np.median(times['bf16']):20.4f}")
 
 
