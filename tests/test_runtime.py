@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -35,6 +36,9 @@ def test_samples_are_identical_for_any_batch_size(entry):
     assert np.array_equal(img1, img4) and np.array_equal(m1, m4)
     part, _ = s.sample(indices=[3, 4], seed=5)
     assert np.array_equal(part, img1[3:5])
+    one = Sampler(Entry.load(entry), threads=2)   # one run over 2 threads instead of a run per core
+    assert one.lanes == 1 and s.lanes == (os.cpu_count() or 1)
+    assert np.array_equal(one.sample(count=9, seed=5, batch_size=4)[0], img4)
 
 
 def test_sample_cli_writes_a_dataset_and_resumes(entry, tmp_path):
