@@ -31,7 +31,11 @@ class Hub:
                  offline: bool = False) -> "Hub":
         env = os.environ
         endpoint = (endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-        cache = cache_dir or env.get("HF_HUB_CACHE") or Path(env.get("HF_HOME") or Path.home() / ".cache/huggingface") / "hub"
+        cache = cache_dir or env.get("HF_HUB_CACHE") or (Path(env["HF_HOME"]) / "hub" if env.get("HF_HOME") else None)
+        if cache is None:
+            from huggingface_hub import constants  # its default: $XDG_CACHE_HOME or ~/.cache, /huggingface/hub
+
+            cache = constants.HF_HUB_CACHE
         offline = offline or env.get("HF_HUB_OFFLINE", "").lower() in TRUE
         return cls(endpoint, token or None, Path(cache).expanduser(), offline)
 
