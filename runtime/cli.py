@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from zoo.cli import hub_options
+from zoo.cli import hub_options, quiet_downloads
 from zoo.errors import UserError, user_errors
 
 
@@ -62,6 +62,7 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
         raise UserError(f"--start-index must be >= 0, got {start_index}")
     if grid and size:
         raise UserError("give --grid or --size, not both")
+    quiet_downloads(quiet or as_json)   # a Hub scene is pulled on first use
     sampler = Sampler.from_pretrained(scene, precision=precision, device=device, index=index, hub=hub)
     g = sampler.grid_for(parse_hw(grid, "grid") if grid else None, parse_hw(size, "size") if size else None)
     if backend == "tensorrt":

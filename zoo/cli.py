@@ -31,7 +31,7 @@ def hub_options(fn):
     return wrapper
 
 
-def _quiet_downloads(quiet: bool) -> None:
+def quiet_downloads(quiet: bool) -> None:
     if quiet:
         from huggingface_hub.utils import disable_progress_bars
 
@@ -123,7 +123,7 @@ def pull(scene, force, weights, checkpoint, as_json, quiet, hub, index):
     from .index import load_index
     from .scenes import pull as pull_scene
 
-    _quiet_downloads(quiet or as_json)
+    quiet_downloads(quiet or as_json)
     found = pull_scene(scene, hub, load_index(index, hub), force=force, weights=weights, checkpoint=checkpoint)
     data = {"scene": found.ref.label, "kind": found.ref.kind, "repo": found.ref.repo, "revision": found.commit,
             "path": str(found.path)}
