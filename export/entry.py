@@ -15,7 +15,7 @@ import numpy as np
 from safetensors.torch import save_file
 
 from trainer import __version__
-from trainer.checkpoint import UMASK
+from trainer.checkpoint import UMASK, load_run_generator
 from trainer.generator import Generator
 from trainer.preview import preview_grid
 from trainer.train import read_run
@@ -23,7 +23,7 @@ from zoo.entry import ENTRY_FORMAT, ONNX_FILES
 from zoo.quality import reference
 from zoo.scenes import sha256_file
 
-from .graph import IMAGE_LAYOUT, ExportError, load_run_generator
+from .graph import IMAGE_LAYOUT, ExportError
 from .onnx_export import OPSET, check_model, cpu_session, export_onnx, grid_bounds, latents, to_onnx_bytes
 from .quantize import int8_variant, measure
 

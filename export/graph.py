@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm
 
-from trainer.checkpoint import list_checkpoints, load_ema_generator
 from trainer.config import ModelConfig
-from trainer.generator import Generator, refresh_spectral_norms, to_uint8
+from trainer.generator import Generator, to_uint8
 from zoo.errors import UserError
 
 IMAGE_LAYOUT = "NHWC"  # rows of RGB triplets: what PNG encoders and numpy image code take without a copy
@@ -58,25 +55,3 @@ def output_names(cfg: ModelConfig, probabilities: bool = False) -> list[str]:
     if not cfg.has_masks:
         return ["image"]
     return ["image", "mask", "probs"] if probabilities else ["image", "mask"]
-
-
-def load_run_generator(run_dir: Path) -> tuple[Generator, dict, Path]:
-    """The EMA generator of a trainer run's latest checkpoint, with the run's config."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise ExportError(f"{run_dir}: not a trainer run (no config.json)")
-    try:
-        config = json.loads(cfg_path.read_text())
-        model_cfg = ModelConfig.from_dict(config["model"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise ExportError(f"{cfg_path}: unreadable run config ({e})") from None
-    ckpts = list_checkpoints(run_dir / "checkpoints")
-    if not ckpts:
-        raise ExportError(f"{run_dir}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")
-    try:
-        G = load_ema_generator(ckpts[-1], Generator(model_cfg))
-    except (RuntimeError, OSError, KeyError) as e:
-        raise ExportError(f"{ckpts[-1]}: cannot load the EMA generator ({str(e).splitlines()[0]})") from None
-    refresh_spectral_norms(G)  # runs saved before the EMA kept exact vectors
-    return G.eval(), config, ckpts[-1]

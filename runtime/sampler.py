@@ -39,7 +39,7 @@ def parse_hw(text: str, what: str) -> tuple[int, int]:
 def find_scene(scene=None, index: str | None = None, hub: Hub | None = None) -> Scene:
     """Resolve a scene id through the zoo (pulling a Hub scene into the cache the first time)."""
     hub = hub or Hub.from_env()
-    return resolve(None if scene is None else str(scene), hub, load_index(index, hub) if index else None)
+    return resolve(None if scene is None else str(scene), hub, load_index(index, hub))
 
 
 class Sampler:

@@ -12,7 +12,8 @@ from PIL import Image
 
 from conftest import save_palette_mask, scene_arrays
 from export import onnx_export, quantize
-from export.graph import ExportError, load_run_generator
+from export.graph import ExportError
+from trainer.checkpoint import load_run_generator
 from export.onnx_export import cpu_session, latents, parity_grids
 from zoo.cli import main as zoo_main
 

@@ -212,7 +212,7 @@ def eval_cmd(target, samples, seed, image, mask, unet_steps, inception_weights, 
     except ImportError as e:
         raise UserError(f"trainer eval needs its extra: pip install 'oneshot-gan[eval]' ({e})") from None
     from .evaluate import evaluate, gather
-    from .report import write_report
+    from .report import metric_rows, write_report
 
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
     material = gather(target, samples, seed, image, mask, index)
@@ -222,27 +222,9 @@ def eval_cmd(target, samples, seed, image, mask, unet_steps, inception_weights, 
         write_report(result, material, report_dir)
         log(f"report: {report_dir / 'report.html'}")
     if as_json:
-        click.echo(json.dumps({k: v for k, v in result.items() if k != "per_sample"} | {"per_sample": result["per_sample"]}))
+        click.echo(json.dumps(result))
     elif not quiet:
-        click.echo(format_eval(result))
-
-
-def format_eval(r: dict) -> str:
-    d, m, q = r["diversity"], r["memorisation"], r["quality_score"]
-    lines = [f"pixel diversity       {d['pixel_diversity']:.3f}",
-             f"MS-SSIM (pairs)       {d['ms_ssim']['mean']:.3f}",
-             f"dist. to train        mean {m['dist_to_train_mean']:.4f}, min {m['dist_to_train_min']:.4f}",
-             f"near-copies           {100 * m['near_copies']:.1f} % (< {m['near_copy_threshold']})",
-             f"quality score         median {q['median']:.4f}, p85 {q['p85']:.4f} (patch-frechet-v1)"]
-    if "mask_alignment" in r:
-        a = r["mask_alignment"]
-        lines += [f"mIoU                  {a['miou']:.1f} (thresholded, OSMIS: {a['miou_thresholded']:.1f})",
-                  f"class freq. TV        {r['class_frequencies']['total_variation']:.3f}"]
-    for key in ("sifid", "lpips"):
-        values = {k: v for k, v in r[key].items() if k != "available"}
-        text = ", ".join(f"{k} {v:.4f}" for k, v in values.items()) if r[key]["available"] else values["reason"]
-        lines.append(f"{key.upper():<21} {text}")
-    return "\n".join(lines)
+        click.echo("\n".join(f"{name:<36} {value}" for name, value, _ in metric_rows(result)))
 
 
 if __name__ == "__main__":

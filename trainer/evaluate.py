@@ -17,10 +17,9 @@ import torch
 
 from runtime.latents import latent_grid, latent_vectors
 from zoo.errors import UserError
-from zoo.quality import Scorer, reference
+from zoo.quality import Scorer
 
 from . import metrics
-from .config import ModelConfig
 
 
 @dataclass
@@ -48,17 +47,11 @@ def _is_run(path: Path) -> bool:
 
 @torch.no_grad()
 def _sample_run(run_dir: Path, count: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    from .checkpoint import list_checkpoints, load_ema_generator
-    from .generator import Generator, refresh_spectral_norms, to_uint8
+    from .checkpoint import load_run_generator
+    from .generator import to_uint8
 
-    config = json.loads((run_dir / "config.json").read_text())
-    cfg = ModelConfig.from_dict(config["model"])
-    ckpts = list_checkpoints(run_dir / "checkpoints")
-    if not ckpts:
-        raise UserError(f"{run_dir}: no checkpoint yet")
-    G = load_ema_generator(ckpts[-1], Generator(cfg))
-    refresh_spectral_norms(G)
-    G.eval()
+    G, config, _ = load_run_generator(run_dir)
+    cfg = G.cfg
     images, masks = [], []
     for idx in np.array_split(np.arange(count), max(1, count // 16)):
         z = torch.from_numpy(latent_grid(latent_vectors(seed, idx, cfg.noise_dim), (cfg.grid_h, cfg.grid_w)))
@@ -88,7 +81,7 @@ def gather(target: str, count: int, seed: int, image: Path | None = None, mask: 
         _, frames, frame_masks = read_run(path)
         data = config.get("data", {})
         return Material(str(path), images, masks, frames, frame_masks, data.get("class_names") or [],
-                        data.get("palette") or [], Scorer(*_gaussian(frames)))
+                        data.get("palette") or [], Scorer.from_frames(frames))
     from runtime.sampler import Sampler, find_scene
 
     scene = find_scene(target, index)
@@ -106,13 +99,8 @@ def gather(target: str, count: int, seed: int, image: Path | None = None, mask: 
         raise UserError(f"{target}: a mask model needs the training mask too (--mask)")
     images, masks = Sampler(entry).sample(indices=np.arange(count), seed=seed)
     q = entry.root / "quality.json"
-    scorer = Scorer.load(q) if "quality.json" in entry.config["files"] else Scorer(*_gaussian(frames))
+    scorer = Scorer.load(q) if "quality.json" in entry.config["files"] else Scorer.from_frames(frames)
     return Material(scene.ref.label, images, masks, frames, frame_masks, entry.class_names, entry.palette, scorer)
-
-
-def _gaussian(frames: np.ndarray):
-    ref = reference(frames)
-    return ref["mean"], ref["cov"]
 
 
 def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path | None = None,

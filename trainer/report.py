@@ -40,7 +40,8 @@ def _overlay(image: np.ndarray, mask: np.ndarray, palette) -> np.ndarray:
     return out.round().astype(np.uint8)
 
 
-def _rows(result: dict) -> list[tuple[str, str, str]]:
+def metric_rows(result: dict) -> list[tuple[str, str, str]]:
+    """(metric, value, definition) for the report's table and the CLI's text output."""
     d, mem, q = result["diversity"], result["memorisation"], result["quality_score"]
     defs = result["definitions"]
     rows = [("pixel diversity", f"{d['pixel_diversity']:.3f}", defs["pixel_diversity"]),
@@ -77,7 +78,7 @@ def write_report(result: dict, m: Material, out: Path) -> None:
     pairs = [t for s in closest
              for t in (m.images[s["index"]], training_view(m.frames, tuple(s["nearest_region"].values())))]
     table = "\n".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td class=d>{html.escape(c)}</td></tr>"
-                      for a, b, c in _rows(result))
+                      for a, b, c in metric_rows(result))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>eval: {html.escape(result['scene'])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td{{padding:4px 8px;vertical-align:top}}
 td.d{{color:#555;font-size:85%}}tr:nth-child(odd){{background:#f4f4f4}}img{{max-width:100%}}</style></head><body>

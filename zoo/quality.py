@@ -45,15 +45,19 @@ def frechet(mu1: np.ndarray, c1: np.ndarray, mu2: np.ndarray, c2: np.ndarray) ->
 
 def reference(frames: np.ndarray) -> dict:
     """quality.json content for training frames (N, H, W, 3) uint8: their pooled patch Gaussian."""
-    mu, cov = gaussian(np.concatenate([patch_features(f) for f in frames]))
+    scorer = Scorer.from_frames(frames)
     return {"format": FORMAT, "score": SCORE, "downscale": DOWNSCALE, "patch": PATCH, "stride": STRIDE,
-            "mean": np.round(mu, 7).tolist(), "cov": np.round(cov, 9).tolist(),
-            "training_frame_scores": [round(s, 6) for s in Scorer(mu, cov).scores(frames)]}
+            "mean": np.round(scorer.mean, 7).tolist(), "cov": np.round(scorer.cov, 9).tolist(),
+            "training_frame_scores": [round(s, 6) for s in scorer.scores(frames)]}
 
 
 class Scorer:
     def __init__(self, mean, cov):
         self.mean, self.cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)
+
+    @classmethod
+    def from_frames(cls, frames: np.ndarray) -> "Scorer":
+        return cls(*gaussian(np.concatenate([patch_features(f) for f in frames])))
 
     @classmethod
     def load(cls, path: Path) -> "Scorer":
