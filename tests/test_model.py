@@ -9,6 +9,7 @@ from trainer.config import auto_config
 from trainer.discriminator import Discriminator
 from trainer.feature_aug import FeatureAugment
 from trainer.generator import Generator
+from trainer.resampling import ConvPool, UpsampleConv
 from trainer.train import image_pyramid, straight_through
 
 
@@ -101,3 +102,28 @@ def test_straight_through_forward_is_one_hot_after_warmup():
 def test_pyramid_halves_resolution():
     p = image_pyramid(torch.randn(1, 3, 32, 48), 3)
     assert [tuple(x.shape[-2:]) for x in p] == [(32, 48), (16, 24), (8, 12)]
+
+
+@pytest.mark.parametrize("size", [(8, 10), (7, 9), (1, 5)])
+def test_fused_resampling_convs_equal_the_unfused_pairs(size):
+    """UpsampleConv = nearest x2 then conv3x3; ConvPool = conv3x3 then avg_pool2d(2) (odd sides floored,
+    no pooling below 2 pixels, like the discriminator's _pool): outputs and gradients, in float64."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    for fused in (UpsampleConv(3, 4), ConvPool(3, 4)):
+        fused = fused.double()
+        plain = torch.nn.Conv2d(3, 4, 3, padding=1).double()
+        plain.load_state_dict(fused.state_dict())
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        if isinstance(fused, UpsampleConv):
+            ref = plain(torch.nn.functional.interpolate(xb, scale_factor=2.0, mode="nearest"))
+        else:
+            ref = plain(xb)
+            ref = torch.nn.functional.avg_pool2d(ref, 2) if min(size) >= 2 else ref
+        out = fused(xa)
+        assert out.shape == ref.shape and torch.allclose(out, ref)
+        g = torch.randn_like(out)
+        out.backward(g)
+        ref.backward(g)
+        assert torch.allclose(xa.grad, xb.grad)
+        assert torch.allclose(fused.weight.grad, plain.weight.grad) and torch.allclose(fused.bias.grad, plain.bias.grad)

@@ -1,9 +1,10 @@
 """`trainer describe`: the architecture that a size would get, with parameter and MAC counts.
 
-MACs are counted with forward hooks on one sample. Our blocks run the 1x1 shortcut at the lower of the two
-resolutions (it commutes with nearest upsampling and average pooling); `*_macs` reports the reference's
-forward (shortcut at the higher resolution, every RGB head), so the numbers compare with architecture.md,
-and `g_macs_sampling` what our exported sampler computes (final RGB head and mask head only).
+MACs are counted with forward hooks on one sample. Our blocks compute the same functions with fewer MACs:
+the 1x1 shortcut at the lower of the two resolutions (it commutes with nearest upsampling and average
+pooling) and the 3x3 convs next to a resampling fused with it (trainer/resampling.py). `g_macs`/`d_macs`
+report the reference's forward (every RGB head), so they compare with architecture.md; `*_macs_training`
+what our training forward computes, `g_macs_sampling` our exported sampler (final RGB and mask heads only).
 """
 
 from __future__ import annotations
@@ -14,35 +15,42 @@ from torch import nn
 from .config import ModelConfig, auto_config
 from .discriminator import DBlock, Discriminator
 from .generator import GBlock, Generator
+from .resampling import ConvPool, UpsampleConv
 
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _conv_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> tuple[int, int]:
+    """(ours, the reference's) MACs of one conv call."""
+    k = m.kernel_size[0] * m.kernel_size[1]
+    cin = m.in_channels // m.groups
+    if isinstance(m, UpsampleConv):  # reference: 3x3 on the upsampled map; ours: 4 taps per output pixel
+        return out.numel() * cin * 4, out.numel() * cin * k
+    if isinstance(m, ConvPool) and out.shape[-1] < inp.shape[-1]:  # reference: 3x3 at full res, then pool
+        return out.numel() * cin * 16, inp.shape[0] * m.out_channels * inp.shape[2] * inp.shape[3] * cin * k
+    return out.numel() * cin * k, out.numel() * cin * k
+
+
 def _count_macs(model: nn.Module, run) -> tuple[int, int]:
     """(MACs of our forward, MACs of the reference's forward) per sample (batch 1)."""
-    ours, sc_ours, sc_ref = [0], [0], [0]
+    ours, ref = [0], [0]
     hooks = []
 
     def conv_hook(m, inp, out):
-        k = m.kernel_size[0] * m.kernel_size[1]
-        if isinstance(m, nn.ConvTranspose2d):
-            ours[0] += inp[0].shape[1] * out.shape[1] * k * inp[0].shape[2] * inp[0].shape[3]
-        else:
-            ours[0] += out.numel() * (m.in_channels // m.groups) * k
+        o, r = _conv_macs(m, inp[0], out)
+        ours[0] += o
+        ref[0] += r
 
-    def block_hook(m, inp, out):
+    def block_hook(m, inp, out):  # the reference runs the 1x1 shortcut at the higher resolution
         if m.conv_sc is None:
             return
-        n = inp[0].shape[0]
         area_in, area_out = inp[0].shape[2] * inp[0].shape[3], out.shape[2] * out.shape[3]
-        cin, cout = m.conv_sc.in_channels, m.conv_sc.out_channels
-        sc_ours[0] += n * cin * cout * min(area_in, area_out)
-        sc_ref[0] += n * cin * cout * max(area_in, area_out)
+        ref[0] += inp[0].shape[0] * m.conv_sc.in_channels * m.conv_sc.out_channels * abs(area_in - area_out)
 
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, nn.Conv2d):
             hooks.append(m.register_forward_hook(conv_hook))
         if isinstance(m, (GBlock, DBlock)):
             hooks.append(m.register_forward_hook(block_hook))
@@ -52,17 +60,17 @@ def _count_macs(model: nn.Module, run) -> tuple[int, int]:
     finally:
         for h in hooks:
             h.remove()
-    return ours[0], ours[0] - sc_ours[0] + sc_ref[0]
+    return ours[0], ref[0]
 
 
 def describe(cfg: ModelConfig) -> dict:
     G, D = Generator(cfg).eval(), Discriminator(cfg).eval()
     z = torch.zeros(1, cfg.noise_dim)
-    _, g_ref = _count_macs(G, lambda: G(z, n_rgb=cfg.g_blocks))
+    g_training, g_ref = _count_macs(G, lambda: G(z, n_rgb=cfg.g_blocks))
     g_sampling, _ = _count_macs(G, lambda: G(z, n_rgb=1))
     pyramid = [torch.zeros(1, 3, cfg.height >> i, cfg.width >> i) for i in range(cfg.d_lowlevel)]
     mask = torch.zeros(1, cfg.num_classes, cfg.height, cfg.width) if cfg.has_masks else None
-    _, d_ref = _count_macs(D, lambda: D(pyramid, mask))
+    d_ours, d_ref = _count_macs(D, lambda: D(pyramid, mask))
     return {
         "training_size": [cfg.height, cfg.width],
         "latent_grid": [cfg.grid_h, cfg.grid_w],
@@ -77,8 +85,10 @@ def describe(cfg: ModelConfig) -> dict:
         "g_params": count_params(G),
         "d_params": count_params(D),
         "g_macs": g_ref,
+        "g_macs_training": g_training,
         "g_macs_sampling": g_sampling,
         "d_macs": d_ref,
+        "d_macs_training": d_ours,
     }
 
 
@@ -96,9 +106,10 @@ def format_text(info: dict) -> str:
         f"classes         {info['classes'] or 'no mask branch'}",
         f"generator       {info['g_blocks']} blocks, channels {' -> '.join(map(str, info['g_channels']))}",
         f"                {info['g_params']:,} parameters, {info['g_macs'] / 1e9:.2f} GMAC per sample "
-        f"({info['g_macs_sampling'] / 1e9:.2f} GMAC in our sampler)",
+        f"(ours: {info['g_macs_training'] / 1e9:.2f} in training, {info['g_macs_sampling'] / 1e9:.2f} sampling)",
         f"discriminator   {info['d_blocks']} blocks ({info['d_lowlevel']} low-level), "
         f"channels {' -> '.join(map(str, info['d_channels']))}",
-        f"                {info['d_params']:,} parameters, {info['d_macs'] / 1e9:.2f} GMAC per sample",
+        f"                {info['d_params']:,} parameters, {info['d_macs'] / 1e9:.2f} GMAC per sample "
+        f"(ours: {info['d_macs_training'] / 1e9:.2f})",
     ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from torch.nn.utils import spectral_norm
 
 from .config import ModelConfig
 from .generator import init_conv_weights
+from .resampling import ConvPool
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -30,15 +31,17 @@ class DBlock(nn.Module):
         mid = min(cin, cout)
         self.first, self.pool = first, pool
         self.conv1 = spectral_norm(nn.Conv2d(cin, mid, kernel, padding=kernel // 2))
-        self.conv2 = spectral_norm(nn.Conv2d(mid, cout, kernel, padding=kernel // 2))
+        # pooling blocks (always 3x3) fold the 2x2 average pooling into conv2
+        conv2 = ConvPool(mid, cout) if pool else nn.Conv2d(mid, cout, kernel, padding=kernel // 2)
+        self.conv2 = spectral_norm(conv2)
         learned = not (kernel == 1 and cin == cout)
         self.conv_sc = spectral_norm(nn.Conv2d(cin, cout, 1, bias=False)) if learned else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x if self.first else F.leaky_relu(x, 0.2)
-        h = self.conv2(F.leaky_relu(self.conv1(h), 0.2))
+        h = self.conv2(F.leaky_relu(self.conv1(h), 0.2))  # pooled by conv2 in pooling blocks
         if self.pool:
-            h, x = _pool(h), _pool(x)  # pooling commutes with the 1x1 shortcut: pool first, 4x cheaper
+            x = _pool(x)  # pooling commutes with the 1x1 shortcut: pool first, 4x cheaper
         return h + (self.conv_sc(x) if self.conv_sc is not None else x)
 
 

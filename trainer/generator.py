@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from .config import ModelConfig
+from .resampling import UpsampleConv
 
 
 def init_conv_weights(module: nn.Module) -> None:
@@ -51,7 +52,7 @@ class GBlock(nn.Module):
         super().__init__()
         mid = min(cin, cout)
         self.upsample = upsample
-        self.conv1 = spectral_norm(nn.Conv2d(cin, mid, 3, padding=1))
+        self.conv1 = spectral_norm(UpsampleConv(cin, mid) if upsample else nn.Conv2d(cin, mid, 3, padding=1))
         self.conv2 = spectral_norm(nn.Conv2d(mid, cout, 3, padding=1))
         self.conv_sc = spectral_norm(nn.Conv2d(cin, cout, 1, bias=False))
 
@@ -59,8 +60,7 @@ class GBlock(nn.Module):
         h = F.leaky_relu(x, 0.2)
         # A 1x1 conv commutes with nearest upsampling: run the shortcut at the low resolution (4x cheaper).
         sc = self.conv_sc(x)
-        if self.upsample:
-            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+        if self.upsample:  # conv1 upsamples h itself
             sc = F.interpolate(sc, scale_factor=2.0, mode="nearest")
         h = self.conv2(F.leaky_relu(self.conv1(h), 0.2))
         return h + sc

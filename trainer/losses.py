@@ -61,15 +61,42 @@ def adversarial(out: DOutput, real: bool, n_blocks: int, small_mask: torch.Tenso
     return total, {"lowlevel": float(ll.detach()), "content": float(con.detach()), "layout": float(lay.detach())}
 
 
+class PairwiseL1(torch.autograd.Function):
+    """sum over pairs i < j of mean |f_i - f_j| (one mean per pair over all other dims).
+
+    Written out because autograd's version of `(f[k:] - f[:-k]).abs().mean()` per offset k keeps a
+    materialised copy and a zero-filled full-size gradient per slice: at 192x320 that was ~0.3 s of a
+    2.5 s bf16 step. Here the gradient is (upstream / N) * sum_j sign(f_i - f_j), built in place.
+    """
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(f)
+        acc = torch.promote_types(f.dtype, torch.float32)  # sums in fp32 (fp64 for fp64 input)
+        total = f.new_zeros((), dtype=acc)
+        for k in range(1, f.shape[0]):  # pairs (i, i+k) for every offset k, as slices
+            total += (f[k:] - f[:-k]).abs_().sum(dtype=acc)
+        return total / f[0].numel()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (f,) = ctx.saved_tensors
+        signs = torch.zeros_like(f)  # exact in bf16: integers in [-(B-1), B-1]
+        for k in range(1, f.shape[0]):
+            s = (f[k:] - f[:-k]).sign_()
+            signs[k:] += s
+            signs[:-k] -= s
+        return signs.mul_(grad / f[0].numel())
+
+
 def diversity(features: list[torch.Tensor]) -> torch.Tensor:
     """Mean L1 distance between the features of every pair of samples, summed over pairs and levels, times
     2 / (g (g-1)) with g levels (the reference's normalisation). G maximises it (it is subtracted)."""
     g = len(features)
     b = features[0].shape[0]
     if b < 2 or g < 2:
-        return features[0].new_zeros(())
-    # pairs (i, i+k) for every offset k: slices, whose backward is far cheaper than a gather's
-    total = sum((f[k:] - f[:-k]).abs().float().flatten(1).mean(1).sum() for f in features for k in range(1, b))
+        return features[0].new_zeros((), dtype=torch.float32)
+    total = sum(PairwiseL1.apply(f) for f in features)
     return total * 2.0 / (g * (g - 1))
 
 
