@@ -1,18 +1,27 @@
 """Does bf16 autocast make samples worse? Trains the coins scene in fp32 and in bf16 with the same seeds and
 compares the EMA generators with `trainer eval`'s offline metrics (pixel diversity, MS-SSIM, distance to
 train and near-copies, mask alignment by a UNet trained on the samples, class-frequency gap, patch quality
-score), per seed and as mean +- std over seeds, so a bf16 difference can be told from seed-to-seed spread.
+score). Seeds are paired: the same seed gives both precisions the same initial weights and data order, so
+the per-seed difference bf16 - fp32 removes most of the run-to-run spread. Printed per metric: means +- std
+over seeds, the mean paired difference with its 90 % confidence interval (t distribution), and in how many
+seeds bf16 came out better.
 
-    .venv/bin/python bench/bf16_quality.py [--seeds 0,1,2] [--iters 1500] [--max-size 80] [--width 0.25]
+Every (seed, precision) job runs in its own single-threaded process, --jobs at a time (on small models two
+single-threaded runs do about twice the work of one two-threaded run); results do not depend on timing.
+
+    .venv/bin/python bench/bf16_quality.py [--seeds 0-11] [--iters 1500] [--max-size 80] [--width 0.25]
+        [--jobs 2] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,53 +39,98 @@ METRICS = {  # name: (how to read it from the eval result, better when)
     "class-frequency TV": (lambda r: r["class_frequencies"]["total_variation"], "lower"),
     "quality score (median)": (lambda r: r["quality_score"]["median"], "lower"),
 }
+PRECISIONS = ("fp32", "bf16")
 
 
-def train(run: Path, precision: str, seed: int, a) -> float:
+def parse_seeds(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def job(precision: str, seed: int, a, tmp: Path) -> dict:
+    """Train and evaluate one run in a single-threaded subprocess; returns its metrics and s/iteration."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, __file__, "--worker", precision, "--seed", str(seed), "--iters", str(a.iters),
+           "--max-size", a.max_size, "--width", a.width, "--samples", str(a.samples),
+           "--unet-steps", str(a.unet_steps), "--tmp", str(tmp)]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def worker(a) -> dict:
+    import torch
+
+    from trainer.evaluate import evaluate, gather
+
+    torch.set_num_threads(1)
+    run = Path(a.tmp) / f"{a.worker}-{a.seed}"
     trainer = str(Path(sys.executable).with_name("trainer"))
-    cmd = [trainer, "fit", str(ROOT / "data/coins/image.png"), "--mask", str(ROOT / "data/coins/mask.png"),
-           "--out", str(run), "--max-size", a.max_size, "--width", a.width, "--iters", str(a.iters),
-           "--precision", precision, "--seed", str(seed), "--save-every", str(a.iters), "--preview-every",
-           str(a.iters), "-q"]
-    subprocess.run(cmd, check=True)
+    subprocess.run([trainer, "fit", str(ROOT / "data/coins/image.png"), "--mask", str(ROOT / "data/coins/mask.png"),
+                    "--out", str(run), "--max-size", a.max_size, "--width", a.width, "--iters", str(a.iters),
+                    "--precision", a.worker, "--seed", str(a.seed), "--save-every", str(a.iters),
+                    "--preview-every", str(a.iters), "-q"], check=True)
     lines = [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
-    return float(np.median([ln["time"] for ln in lines]))
+    r = evaluate(gather(str(run), a.samples, seed=0), seed=0, unet_steps=a.unet_steps)
+    return {"precision": a.worker, "seed": a.seed, "s_per_it": float(np.median([ln["time"] for ln in lines])),
+            "metrics": {m: float(get(r)) for m, (get, _) in METRICS.items()}}
+
+
+def t_quantile_95(df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.95, df))
+
+
+def summarise(results: list[dict], a) -> None:
+    seeds = sorted({r["seed"] for r in results})
+    by = {(r["precision"], r["seed"]): r for r in results}
+    print(f"\ncoins, max-size {a.max_size}, width {a.width}, {a.iters} iterations, {len(seeds)} seeds "
+          f"({a.seeds}), {a.samples} samples each")
+    print(f"  {'metric':24s} {'better':>6s} {'fp32 mean +- std':>18s} {'bf16 mean +- std':>18s}"
+          f"  {'bf16 - fp32 [90 % CI]':>28s}  bf16 better")
+    for m, (_, better) in METRICS.items():
+        f = np.array([by["fp32", s]["metrics"][m] for s in seeds])
+        b = np.array([by["bf16", s]["metrics"][m] for s in seeds])
+        d = b - f
+        half = t_quantile_95(len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        wins = int(np.sum(d > 0) if better == "higher" else np.sum(d < 0))
+        ties = int(np.sum(d == 0))
+        print(f"  {m:24s} {better:>6s} {f.mean():9.4f} +- {f.std(ddof=1):5.3f} {b.mean():9.4f} +- {b.std(ddof=1):5.3f}"
+              f"  {d.mean():+9.4f} [{d.mean() - half:+.4f}, {d.mean() + half:+.4f}]  {wins}/{len(d)}"
+              + (f" ({ties} ties)" if ties else ""))
+    s = {p: np.median([by[p, x]["s_per_it"] for x in seeds]) for p in PRECISIONS}
+    print(f"  median s/iteration (single-threaded, {a.jobs} jobs at once): fp32 {s['fp32']:.4f}, bf16 {s['bf16']:.4f}")
 
 
 def main() -> None:
-    from trainer.evaluate import evaluate, gather
-
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", default="0-11")
     ap.add_argument("--iters", type=int, default=1500)
     ap.add_argument("--max-size", default="80")
     ap.add_argument("--width", default="0.25")
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--unet-steps", type=int, default=300)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="also write every run's numbers here")
+    ap.add_argument("--worker", choices=PRECISIONS)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--tmp")
     a = ap.parse_args()
-    seeds = [int(s) for s in a.seeds.split(",")]
-    values = {p: {m: [] for m in METRICS} for p in ("fp32", "bf16")}
-    times = {"fp32": [], "bf16": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            for precision in ("fp32", "bf16"):
-                run = Path(tmp) / f"{precision}-{seed}"
-                times[precision].append(train(run, precision, seed, a))
-                r = evaluate(gather(str(run), a.samples, seed=0), seed=0, unet_steps=a.unet_steps)
-                for m, (get, _) in METRICS.items():
-                    values[precision][m].append(get(r))
-                print(f"seed {seed} {precision}: " + ", ".join(f"{m} {values[precision][m][-1]:.4g}"
-                                                              for m in METRICS), flush=True)
-    print(f"\ncoins, max-size {a.max_size}, width {a.width}, {a.iters} iterations, seeds {a.seeds}, "
-          f"{a.samples} samples each")
-    print(f"  {'metric':26s} {'better':>6s} {'fp32 mean +- std':>20s} {'bf16 mean +- std':>20s}  bf16-fp32 / fp32 std")
-    for m, (_, better) in METRICS.items():
-        f, b = np.array(values["fp32"][m]), np.array(values["bf16"][m])
-        spread = f.std(ddof=1) if len(f) > 1 else 0.0
-        gap = f"{(b.mean() - f.mean()) / spread:+.2f}" if spread > 0 else "n/a"
-        print(f"  {m:26s} {better:>6s} {f.mean():11.4f} +- {spread:6.4f} "
-              f"{b.mean():11.4f} +- {b.std(ddof=1) if len(b) > 1 else 0:6.4f}  {gap}")
-    print(f"  {'median s/iteration':26s} {'':6s} {np.median(times['fp32']):20.4f} {np.median(times['bf16']):20.4f}")
+    if a.worker:
+        print(json.dumps(worker(a)))
+        return
+    jobs = [(p, s) for s in parse_seeds(a.seeds) for p in PRECISIONS]
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(a.jobs) as pool:
+        results = []
+        for r in pool.map(lambda ps: job(*ps, a, Path(tmp)), jobs):
+            results.append(r)
+            print(f"seed {r['seed']} {r['precision']}: " + ", ".join(f"{m} {v:.4g}" for m, v in r["metrics"].items()),
+                  flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1) + "\n")
+    summarise(results, a)
 
 
 if __name__ == "__main__":
