@@ -2,8 +2,11 @@
 
 Each precision runs in its own process (these machines are noisy); the script alternates them for --rounds
 and prints medians over all timed iterations after warm-up, the ratio against the authors' implementation
-(anchor: about 4.8-5.2 s per such iteration on this CPU) and the forward-time share of augmentation,
-feature augmentation, diversity regularisation and masked content attention.
+(anchor: about 4.8-5.2 s per such iteration on this CPU) and the share of the step spent in augmentation,
+feature augmentation, diversity regularisation and masked content attention, forward and backward: every
+call of these parts in one step is recorded with its inputs and replayed alone (forward, then backward
+from random output gradients, under the step's autocast), and the replay times are divided by the median
+step time.
 
     .venv/bin/python bench/train_step.py [--size 192x320] [--iters 5] [--warmup 2] [--rounds 2]
 """
@@ -21,7 +24,46 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ANCHOR_S = 5.0  # midpoint of the 4.8-5.2 s measured for the authors' implementation
+# the authors' implementation on this CPU, seconds per iteration (192x320: midpoint of the 4.8-5.2 s measured)
+ANCHORS_S = {"192x320": 5.0, "64x96": 0.47}
+
+
+def _tensors(x) -> list:
+    """Every tensor in a nested output (tensors, lists, tuples)."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [t for item in x for t in _tensors(item)]
+    return []
+
+
+def _copy_inputs(x):
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone().requires_grad_(x.requires_grad and x.is_floating_point())
+    if isinstance(x, (list, tuple)):
+        return type(x)(_copy_inputs(item) for item in x)
+    return x
+
+
+def replay_seconds(calls: list, autocast) -> float:
+    """Forward + backward time of recorded calls (fn, args, kwargs), replayed alone."""
+    import torch
+
+    total = 0.0
+    for fn, args, kwargs in calls:
+        args, kwargs = _copy_inputs(args), {k: _copy_inputs(v) for k, v in kwargs.items()}
+        t0 = time.perf_counter()
+        with autocast():
+            out = fn(*args, **kwargs)
+        outs = [t for t in _tensors(out) if t.requires_grad]
+        if outs:
+            torch.autograd.backward(outs, [torch.randn_like(t) for t in outs])
+        total += time.perf_counter() - t0
+    return total
 
 
 def worker(size: str, precision: str, iters: int, warmup: int, classes: int) -> dict:
@@ -34,22 +76,21 @@ def worker(size: str, precision: str, iters: int, warmup: int, classes: int) -> 
     from trainer.feature_aug import FeatureAugment
     from trainer.train import TrainConfig, Trainer
 
-    spent = defaultdict(float)
+    recorded = defaultdict(list)
+    recording = [False]
 
-    def timed(name, fn):
+    def recorder(name, fn):
         def wrapper(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                spent[name] += time.perf_counter() - t0
+            if recording[0]:
+                recorded[name].append((fn, _copy_inputs(a), {key: _copy_inputs(v) for key, v in k.items()}))
+            return fn(*a, **k)
         return wrapper
 
-    tmod.augment = timed("augmentation", tmod.augment)
-    tmod.diversity = timed("diversity_reg", tmod.diversity)
-    dmod.masked_content = timed("mca", dmod.masked_content)
-    FeatureAugment.content = timed("feature_aug", FeatureAugment.content)
-    FeatureAugment.layout = timed("feature_aug", FeatureAugment.layout)
+    tmod.augment = recorder("augmentation", tmod.augment)
+    tmod.diversity = recorder("diversity_reg", tmod.diversity)
+    dmod.masked_content = recorder("mca", dmod.masked_content)
+    FeatureAugment.content = recorder("feature_aug", FeatureAugment.content)
+    FeatureAugment.layout = recorder("feature_aug", FeatureAugment.layout)
 
     h, w = parse_size(size)
     cfg = auto_config(h, w, num_classes=classes)
@@ -60,15 +101,17 @@ def worker(size: str, precision: str, iters: int, warmup: int, classes: int) -> 
                  images, masks)
     for _ in range(warmup):
         tr.step()
-    spent.clear()
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
         tr.step()
         times.append(time.perf_counter() - t0)
-    total = sum(times)
-    return {"precision": precision, "times": times, "threads": torch.get_num_threads(),
-            "share": {k: v / total for k, v in spent.items()}}
+    recording[0] = True
+    tr.step()
+    recording[0] = False
+    step = statistics.median(times)
+    share = {name: replay_seconds(calls, tr.autocast) / step for name, calls in recorded.items()}
+    return {"precision": precision, "times": times, "threads": torch.get_num_threads(), "share": share}
 
 
 def main() -> None:
@@ -99,8 +142,10 @@ def main() -> None:
     for precision, times in results.items():
         med[precision] = statistics.median(times)
         share = ", ".join(f"{k} {100 * statistics.median(v):.1f}%" for k, v in sorted(shares[precision].items()))
+        a_s = ANCHORS_S.get(a.size)
+        anchor = f"{a_s / med[precision]:.2f}x the authors' ~{a_s} s/it; " if a_s else ""
         print(f"  {precision}: median {med[precision]:.3f} s/it (min {min(times):.3f}, max {max(times):.3f}); "
-              f"{ANCHOR_S / med[precision]:.2f}x the authors' ~{ANCHOR_S} s/it; forward share: {share}")
+              f"{anchor}share (forward + backward): {share}")
     print(f"  bf16 vs fp32: {med['fp32'] / med['bf16']:.2f}x")
 
 
