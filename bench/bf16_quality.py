@@ -66,11 +66,10 @@ def worker(a) -> dict:
 
     torch.set_num_threads(1)
     run = Path(a.tmp) / f"{a.worker}-{a.seed}"
-    trainer = str(Path(sys.executable).with_name("trainer"))
-    subprocess.run([trainer, "fit", str(ROOT / "data/coins/image.png"), "--mask", str(ROOT / "data/coins/mask.png"),
+    subprocess.run([sys.executable, "-m", "trainer.cli", "fit", str(ROOT / "data/coins/image.png"), "--mask", str(ROOT / "data/coins/mask.png"),
                     "--out", str(run), "--max-size", a.max_size, "--width", a.width, "--iters", str(a.iters),
                     "--precision", a.worker, "--seed", str(a.seed), "--save-every", str(a.iters),
-                    "--preview-every", str(a.iters), "-q"], check=True)
+                    "--preview-every", str(a.iters), "-q"], check=True, cwd=ROOT)
     lines = [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
     r = evaluate(gather(str(run), a.samples, seed=0), seed=0, unet_steps=a.unet_steps)
     return {"precision": a.worker, "seed": a.seed, "s_per_it": float(np.median([ln["time"] for ln in lines])),
@@ -113,6 +112,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--unet-steps", type=int, default=300)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--arms", default="fp32,bf16", help="run only some precisions (summary needs both)")
     ap.add_argument("--json", type=Path, help="also write every run's numbers here")
     ap.add_argument("--worker", choices=PRECISIONS)
     ap.add_argument("--seed", type=int)
@@ -121,7 +121,7 @@ def main() -> None:
     if a.worker:
         print(json.dumps(worker(a)))
         return
-    jobs = [(p, s) for s in parse_seeds(a.seeds) for p in PRECISIONS]
+    jobs = [(p, s) for s in parse_seeds(a.seeds) for p in a.arms.split(",")]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(a.jobs) as pool:
         results = []
         for r in pool.map(lambda ps: job(*ps, a, Path(tmp)), jobs):
@@ -130,7 +130,8 @@ def main() -> None:
                   flush=True)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
-    summarise(results, a)
+    if {r["precision"] for r in results} == set(PRECISIONS):
+        summarise(results, a)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 
 from trainer.config import ModelConfig
 from trainer.generator import Generator, to_uint8
+from trainer.resampling import UpsampleConv
 from zoo.errors import UserError
 
 IMAGE_LAYOUT = "NHWC"  # rows of RGB triplets: what PNG encoders and numpy image code take without a copy
@@ -22,12 +23,16 @@ class ExportError(UserError):
 
 def fold_spectral_norm(G: Generator) -> Generator:
     """A copy of G in eval mode with every spectral norm folded into plain weights (sigma from the stored
-    u and v, no further power iteration: the eval-mode function)."""
+    u and v, no further power iteration: the eval-mode function), and the upsampling convs unfused into
+    resize + conv (trainer/resampling.py says why)."""
     G = copy.deepcopy(G).eval()
     for module in G.modules():
         for hook in list(module._forward_pre_hooks.values()):
             if isinstance(hook, SpectralNorm):
                 torch.nn.utils.remove_spectral_norm(module)
+    for block in G.body:
+        if isinstance(block.conv1, UpsampleConv):
+            block.conv1 = block.conv1.unfused()
     return G.requires_grad_(False)
 
 

@@ -51,6 +51,9 @@ def test_onnx_is_self_contained_checked_and_dynamic(entry):
     assert [o.name for o in model.graph.output] == ["image", "mask"]
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert not list((entry / "onnx").glob("*.data"))
+    # upsampling convs exported unfused (resize + conv): int8 graphs quantize every 3x3 conv
+    ops = {n.op_type for n in model.graph.node}
+    assert "ConvTranspose" not in ops and "Resize" in ops
 
 
 def test_parity_across_grids_and_batches(run_dir):
