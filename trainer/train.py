@@ -146,9 +146,16 @@ class Trainer:
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob))
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
             dr = diversity(out.features) if tc.lambda_dr > 0 else torch.zeros((), device=self.device)
-            loss_g = generator_objective(loss_adv, dr, tc.lambda_dr)
         self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
+        if tc.precision == "bf16" and tc.lambda_dr > 0:
+            # The diversity term gets its own backward pass: summed with the adversarial gradient in one bf16
+            # activation gradient, its share (median 3 % at full resolution) was rounded coarsely or away, and
+            # bf16 runs came out less diverse. Apart, each is exact to bf16 relative to itself; they add up in
+            # the fp32 weight gradients. Costs one more G backward (bench/bf16_quality.py, README).
+            loss_adv.backward(retain_graph=True)
+            (-tc.lambda_dr * dr).backward()
+        else:
+            generator_objective(loss_adv, dr, tc.lambda_dr).backward()
         self.opt_G.step()
         self.D.requires_grad_(True)
 
