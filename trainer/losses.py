@@ -100,6 +100,6 @@ def diversity(features: list[torch.Tensor]) -> torch.Tensor:
     return total * 2.0 / (g * (g - 1))
 
 
-def generator_objective(adversarial_loss: torch.Tensor, diversity_term: torch.Tensor, lambda_dr: float) -> torch.Tensor:
+def generator_objective(adversarial_loss: torch.Tensor | float, diversity_term: torch.Tensor, lambda_dr: float) -> torch.Tensor:
     """What G minimises: the adversarial loss minus lambda times the diversity (G maximises diversity)."""
     return adversarial_loss - lambda_dr * diversity_term

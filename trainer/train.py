@@ -153,7 +153,7 @@ class Trainer:
             # bf16 runs came out less diverse. Apart, each is exact to bf16 relative to itself; they add up in
             # the fp32 weight gradients. Costs one more G backward (bench/bf16_quality.py, README).
             loss_adv.backward(retain_graph=True)
-            (-tc.lambda_dr * dr).backward()
+            generator_objective(0.0, dr, tc.lambda_dr).backward()
         else:
             generator_objective(loss_adv, dr, tc.lambda_dr).backward()
         self.opt_G.step()
