@@ -15,7 +15,7 @@ import numpy as np
 from safetensors.torch import save_file
 
 from trainer import __version__
-from trainer.checkpoint import UMASK, load_run_generator
+from trainer.checkpoint import UMASK, guard_state, load_run_generator
 from trainer.generator import Generator
 from trainer.preview import preview_grid
 from trainer.train import read_run
@@ -79,15 +79,22 @@ def check_destination(out: Path, overwrite: bool) -> None:
 
 def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
                  probabilities: bool = False, overwrite: bool = False, log=print, weights: bool = True,
-                 card: dict | None = None, checkpoint: bool = False) -> dict:
+                 card: dict | None = None, checkpoint: bool = False, force: bool = False) -> dict:
     """Export a trainer run into an entry folder; returns the entry's config. `checkpoint` adds the run's
-    latest full training state under checkpoint/ (a run folder: `trainer resume` continues it)."""
+    latest full training state under checkpoint/ (a run folder: `trainer resume` continues it). A run whose
+    last health check failed (trainer/health.py) is refused unless `force`."""
     check_destination(Path(out), overwrite)
     G, run_config, ckpt = load_run_generator(run_dir)
+    last = (guard_state(ckpt) or {}).get("last")
+    if last and last["problems"] and not force:
+        raise ExportError(f"{ckpt}: the last health check (iteration {last['iter']}) failed: "
+                          f"{'; '.join(last['problems'])} (pass --force to export it anyway)")
     data = run_config.get("data", {})
     classes = {"names": data.get("class_names") or [], "palette": data.get("palette") or []}
     training = {"iterations": int(ckpt.stem.split("-")[1]), "frames": len(data.get("frames") or []),
                 "fingerprint": data.get("fingerprint", {}), "hyperparameters": run_config.get("train", {})}
+    if last:
+        training["health"] = last
     _, frames, _ = read_run(Path(run_dir))
     stats = reference(frames)
     state = {f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")} if checkpoint else {}

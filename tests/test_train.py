@@ -89,7 +89,9 @@ def test_ctrl_c_saves_and_resume_finishes(scene, tmp_path, monkeypatch):
                                     "--save-every", "100", *TINY])
     assert res.exit_code == 130
     assert "checkpoint saved at iteration 3" in res.output
-    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["ckpt-000000003.safetensors"]
+    # the initial state (the guard's rollback target until a healthy checkpoint exists) and the interrupted one
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["ckpt-000000000.safetensors",
+                                                                       "ckpt-000000003.safetensors"]
     monkeypatch.setattr(Trainer, "fit", original)
     res = CliRunner().invoke(main, ["resume", str(out), "--iters", "5", "-q"])
     assert res.exit_code == 0, res.output

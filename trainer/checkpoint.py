@@ -102,7 +102,9 @@ def set_rng_states(tensors: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(ckpt_dir: Path, iteration: int, G, D, G_ema, opt_G, opt_D, keep: int) -> Path:
+def save_checkpoint(ckpt_dir: Path, iteration: int, G, D, G_ema, opt_G, opt_D, keep: int,
+                    guard: dict | None = None) -> Path:
+    """guard: the collapse guard's state (trainer.health.GuardState), kept in the metadata as JSON."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     tensors = {**_prefixed("G", G.state_dict()), **_prefixed("D", D.state_dict()),
                **_prefixed("G_ema", G_ema.state_dict()), **rng_states()}
@@ -112,11 +114,36 @@ def save_checkpoint(ckpt_dir: Path, iteration: int, G, D, G_ema, opt_G, opt_D, k
     tensors.update(t_d)
     meta = {"iteration": str(iteration), "opt_G": json.dumps(meta_g), "opt_D": json.dumps(meta_d),
             "format": "oneshot-gan-checkpoint/1"}
+    if guard is not None:
+        meta["guard"] = json.dumps(guard)
     path = ckpt_dir / f"ckpt-{iteration:09d}.safetensors"
     atomic_save_tensors(path, tensors, meta)
-    for old in list_checkpoints(ckpt_dir)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+    _rotate(ckpt_dir, keep)
     return path
+
+
+def _rotate(ckpt_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoints, and the newest healthy one (the guard's rollback target) too."""
+    ckpts = list_checkpoints(ckpt_dir)
+    if keep <= 0 or len(ckpts) <= keep:
+        return
+    spare = next((p for p in reversed(ckpts) if is_healthy(p)), None)
+    for old in ckpts[:-keep]:
+        if old != spare:
+            old.unlink(missing_ok=True)
+
+
+def guard_state(path: Path) -> dict | None:
+    """The collapse guard's state stored with a checkpoint (None for checkpoints written before the guard)."""
+    raw = read_metadata(path).get("guard")
+    return json.loads(raw) if raw else None
+
+
+def is_healthy(path: Path) -> bool:
+    """Whether the guard's latest check before this checkpoint found no problem."""
+    state = guard_state(path)
+    last = (state or {}).get("last")
+    return not (last and last.get("problems"))
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:

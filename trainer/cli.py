@@ -74,7 +74,11 @@ def _clear_run(out: Path) -> None:
 @click.option("--save-every", default=5000, show_default=True)
 @click.option("--preview-every", default=5000, show_default=True)
 @click.option("--log-every", default=10, show_default=True, help="Write losses.jsonl every N iterations.")
-@click.option("--keep", default=3, show_default=True, help="Checkpoints to keep.")
+@click.option("--keep", default=3, show_default=True, help="Checkpoints to keep (and the newest healthy one).")
+@click.option("--check-every", default=100, show_default=True, help="Collapse-guard health check every N iterations.")
+@click.option("--guard/--no-guard", default=True, show_default=True,
+              help="On a collapse, roll back to the last healthy checkpoint (--no-guard: only report it).")
+@click.option("--max-rollbacks", type=click.IntRange(0), default=2, show_default=True, help="Rollbacks before a collapse stops the run.")
 @click.option("--no-masks", is_flag=True, help="Ignore masks: train the image-only model.")
 @click.option("--every", default=1, show_default=True, help="Video / frame folder: take every N-th frame.")
 @click.option("--max-frames", type=int, default=None, help="Video / frame folder: at most N frames.")
@@ -82,13 +86,14 @@ def _clear_run(out: Path) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult, aug_prob, lambda_dr, ema_decay,
-        bernoulli_warmup, seed, device, precision, save_every, preview_every, log_every, keep, no_masks, every,
-        max_frames, overwrite, quiet):
+        bernoulli_warmup, seed, device, precision, save_every, preview_every, log_every, keep, check_every, guard,
+        max_rollbacks, no_masks, every, max_frames, overwrite, quiet):
     """Train a scene from SOURCE: an image, a folder of frames, or a video file."""
     from .train import TrainConfig, Trainer, to_float_images, write_run
 
     for name, value in (("--iters", iters), ("--batch-size", batch_size), ("--save-every", save_every),
-                        ("--preview-every", preview_every), ("--log-every", log_every), ("--every", every)):
+                        ("--preview-every", preview_every), ("--log-every", log_every), ("--every", every),
+                        ("--check-every", check_every)):
         if value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
     if max_frames is not None and max_frames < 1:
@@ -104,7 +109,8 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
     train_cfg = TrainConfig(iters=iters, batch_size=batch_size, aug_prob=aug_prob, lambda_dr=lambda_dr,
                             ema_decay=ema_decay, bernoulli_warmup=bernoulli_warmup, seed=seed, device=device,
                             precision=precision, save_every=save_every, preview_every=preview_every,
-                            keep=keep, log_every=log_every).resolved()
+                            keep=keep, log_every=log_every, check_every=check_every, guard=guard,
+                            max_rollbacks=max_rollbacks).resolved()
     images, masks = to_training_arrays(scene, model_cfg.height, model_cfg.width)
     data_info = {"source": str(Path(source).resolve()), "mask": str(Path(mask).resolve()) if mask and not no_masks else None,
                  "frames": scene.names, "source_size": [h, w], "fingerprint": scene.fingerprint,

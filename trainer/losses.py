@@ -15,20 +15,26 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits, target, dtype=torch.float32))
 
 
-def mca_targets(small_mask: torch.Tensor, fake_class: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def mca_targets(small_mask: torch.Tensor, fake_class: bool, class_weights: torch.Tensor | None = None,
+                scheme: str = "present") -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and weights of the M*B class-major content vectors.
 
     small_mask: (B, M, h, w) one-hot at the feature resolution. Real vectors (and the G step) are labelled
     with their class c and weighted 1 / (pixels of class c in the batch); the D's fake step labels every
-    vector M ("fake") with weight 1. Vectors of a class absent from their own sample carry no information
-    and get weight 0.
+    vector M ("fake") with weight 1. scheme "present": vectors of a class absent from their own sample get
+    weight 0; "reference": they count (a class absent from the whole batch gets 0 in real/G steps).
     """
     b, m = small_mask.shape[:2]
     pixels = small_mask.detach().float().sum((2, 3))  # (B, M)
     present = (pixels > 0).t().reshape(-1)  # class-major, like the vectors
+    if scheme == "reference":
+        present = torch.ones_like(present)
     if fake_class:
         targets = torch.full((m * b,), m, dtype=torch.long, device=small_mask.device)
         weights = present.float()
+    elif class_weights is not None:
+        targets = torch.arange(m, device=small_mask.device).repeat_interleave(b)
+        weights = class_weights.to(small_mask.device).float().repeat_interleave(b)
     else:
         targets = torch.arange(m, device=small_mask.device).repeat_interleave(b)
         per_class = pixels.sum(0)
@@ -43,7 +49,8 @@ def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tens
 
 
 def adversarial(out: DOutput, real: bool, n_blocks: int, small_mask: torch.Tensor | None = None,
-                fake_class: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+                fake_class: bool = False, class_weights: torch.Tensor | None = None,
+                scheme: str = "present") -> tuple[torch.Tensor, dict[str, float]]:
     """Sum of per-block losses, weighted low-level : content : layout = 1 : 0.5 : 0.5, each / n_blocks.
 
     real=True asks the outputs to look real (D on reals, and the G step); with masks the content branch uses
@@ -55,7 +62,7 @@ def adversarial(out: DOutput, real: bool, n_blocks: int, small_mask: torch.Tenso
     if small_mask is None:
         con = sum(bce(x, target) for x in out.content)
     else:
-        t, w = mca_targets(small_mask, fake_class)
+        t, w = mca_targets(small_mask, fake_class, class_weights, scheme)
         con = sum(weighted_ce(x, t, w) for x in out.content)
     total = (LOWLEVEL_WEIGHT * ll + CONTENT_WEIGHT * con + LAYOUT_WEIGHT * lay) / n_blocks
     return total, {"lowlevel": float(ll.detach()), "content": float(con.detach()), "layout": float(lay.detach())}
@@ -103,3 +110,20 @@ def diversity(features: list[torch.Tensor]) -> torch.Tensor:
 def generator_objective(adversarial_loss: torch.Tensor | float, diversity_term: torch.Tensor, lambda_dr: float) -> torch.Tensor:
     """What G minimises: the adversarial loss minus lambda times the diversity (G maximises diversity)."""
     return adversarial_loss - lambda_dr * diversity_term
+
+
+def realness(out: DOutput, small_mask: torch.Tensor | None) -> torch.Tensor:
+    """One real-ness score per sample summed over the batch: the mean logit of every low-level and layout map
+    and content head; with masks, a content vector's score is its class logit minus the fake logit."""
+    total = sum(x.float().mean((1, 2, 3)).sum() for x in out.lowlevel + out.layout)
+    for x in out.content:
+        x = x.float()
+        if small_mask is None:
+            total = total + x.sum()
+        else:
+            m = small_mask.shape[1]
+            b = small_mask.shape[0]
+            cls = torch.arange(m, device=x.device).repeat_interleave(b)
+            present = (small_mask.detach().float().sum((2, 3)) > 0).t().reshape(-1).float()
+            total = total + ((x.gather(1, cls[:, None])[:, 0] - x[:, m]) * present).sum()
+    return total

@@ -25,18 +25,24 @@ from tqdm import tqdm
 
 from . import __version__
 from .augment import augment
-from .checkpoint import (atomic_save_tensors, atomic_write_bytes, atomic_write_text, list_checkpoints, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (atomic_save_tensors, atomic_write_bytes, atomic_write_text, guard_state, is_healthy,
+                         list_checkpoints, load_checkpoint, save_checkpoint)
 from .config import ConfigError, ModelConfig
 from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
-from .losses import adversarial, diversity, generator_objective
+from .health import GuardState, Probe
+from .losses import adversarial, diversity, generator_objective, realness
 from .perf import keep_freed_memory
 from .preview import preview_grid
+from zoo.errors import UserError
 
 CONFIG_FORMAT = "oneshot-gan-run/1"
 REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
+
+
+class CollapseError(UserError):
+    """Training collapsed and no rollback is left."""
 
 
 @dataclass
@@ -59,6 +65,14 @@ class TrainConfig:
     preview_every: int = 5000
     keep: int = 3
     log_every: int = 10
+    check_every: int = 100  # collapse-guard checks (trainer/health.py)
+    guard: bool = True  # act on a collapse: roll back (max_rollbacks times), then stop
+    max_rollbacks: int = 2
+    mca_g_weights: str = "present"  # EXPERIMENT: "present" | "all" (every class vector, 1/training share)
+    mca_scheme: str = "present"  # EXPERIMENT: "present" | "reference"
+    r1_gamma: float = 0.0  # EXPERIMENT: zero-centred gradient penalty on reals
+    lambda_freq: float = 0.0  # EXPERIMENT: KL(training class shares || G's mean soft mask)
+    r1_every: int = 4
 
     def resolved(self) -> "TrainConfig":
         warm = self.bernoulli_warmup
@@ -116,9 +130,17 @@ class Trainer:
         real = torch.from_numpy(images).to(self.device).contiguous(memory_format=torch.channels_last)
         self.real_pyramid = image_pyramid(real, model_cfg.d_lowlevel)
         self.real_masks = None
+        self.g_class_weights = None
         if masks is not None:
             ids = torch.from_numpy(masks.astype(np.int64)).to(self.device)
             self.real_masks = F.one_hot(ids, model_cfg.num_classes).permute(0, 3, 1, 2).float()
+            share = self.real_masks.mean((0, 2, 3))
+            self.class_share = share
+            if train_cfg.mca_g_weights == "all":
+                self.g_class_weights = torch.where(share > 0, 1.0 / share.clamp(min=1e-12), torch.zeros_like(share))
+        u8 = np.clip(np.round((images.transpose(0, 2, 3, 1) + 1) * 127.5), 0, 255).astype(np.uint8)
+        self.probe = Probe(u8, masks, model_cfg.num_classes, model_cfg.noise_dim, train_cfg.seed)
+        self.guard = GuardState()
         self.iteration = 0
         self.stop_requested = False
         preview_gen = torch.Generator().manual_seed(train_cfg.seed + 1)
@@ -144,7 +166,15 @@ class Trainer:
             if mc.has_masks:
                 fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup)
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob))
-            loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
+            loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask, class_weights=self.g_class_weights,
+                                      scheme=tc.mca_scheme)
+            if mc.has_masks and tc.lambda_freq > 0:
+                logits = out.mask_logits.float()
+                hard = F.one_hot(logits.detach().argmax(1), mc.num_classes).permute(0, 3, 1, 2).float()
+                freq = (hard + logits - logits.detach()).mean((0, 2, 3)) + 1e-3  # hard value, gradient to logits
+                present = self.class_share > 0
+                kl = (self.class_share[present] * (self.class_share[present].log() - freq[present].clamp(min=1e-8).log())).sum()
+                loss_adv = loss_adv + tc.lambda_freq * kl
             dr = diversity(out.features) if tc.lambda_dr > 0 else torch.zeros((), device=self.device)
         self.opt_G.zero_grad(set_to_none=True)
         if tc.precision == "bf16" and tc.lambda_dr > 0:
@@ -163,19 +193,30 @@ class Trainer:
         idx = torch.randint(0, self.real_pyramid[0].shape[0], (tc.batch_size,), device=self.device)
         real_pyr = [lvl[idx] for lvl in self.real_pyramid]
         real_mask = self.real_masks[idx] if self.real_masks is not None else None
+        r1 = tc.r1_gamma > 0 and self.iteration % tc.r1_every == 0
         with self.autocast():
-            d_real = self.D(*augment(real_pyr, real_mask, tc.aug_prob), augment=self.fa)
-            loss_real, s_real = adversarial(d_real, True, n_blocks, d_real.small_mask)
+            real_in, real_mask_in = augment(real_pyr, real_mask, tc.aug_prob)
+            if r1:
+                real_in = [x.detach().requires_grad_(True) for x in real_in]
+            d_real = self.D(real_in, real_mask_in, augment=self.fa)
+            loss_real, s_real = adversarial(d_real, True, n_blocks, d_real.small_mask, scheme=tc.mca_scheme)
+        if r1:
+            grads = torch.autograd.grad(realness(d_real, d_real.small_mask), real_in, create_graph=True)
+            penalty = sum(g.float().pow(2).sum((1, 2, 3)).mean() for g in grads)
+            loss_real = loss_real + 0.5 * tc.r1_gamma * tc.r1_every * penalty
+        with self.autocast():
             fake_pyr = [x.detach() for x in fake_pyr]
             fake_mask = fake_mask.detach() if fake_mask is not None else None
             d_fake = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob))
-            loss_fake, s_fake = adversarial(d_fake, False, n_blocks, d_fake.small_mask, fake_class=True)
+            loss_fake, s_fake = adversarial(d_fake, False, n_blocks, d_fake.small_mask, fake_class=True,
+                                            scheme=tc.mca_scheme)
             loss_d = loss_real + loss_fake
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_D.step()
         self.update_ema()
         self.iteration += 1
+        self.guard.observe(float(loss_fake.detach()))
         scalars = {"G": loss_adv, "DR": dr, "D_real": loss_real, "D_fake": loss_fake}
         return {**{k: float(v.detach()) for k, v in scalars.items()},
                 **{f"real_{k}": v for k, v in s_real.items()}, **{f"fake_{k}": v for k, v in s_fake.items()}}
@@ -191,13 +232,64 @@ class Trainer:
     def save(self) -> Path:
         refresh_spectral_norms(self.G_ema)
         return save_checkpoint(self.run_dir / "checkpoints", self.iteration, self.G, self.D, self.G_ema,
-                               self.opt_G, self.opt_D, self.tc.keep)
+                               self.opt_G, self.opt_D, self.tc.keep, guard=self.guard.to_dict())
+
+    def restore(self, path: Path) -> int:
+        self.iteration = load_checkpoint(path, self.G, self.D, self.G_ema, self.opt_G, self.opt_D)
+        state = guard_state(path)
+        self.guard = GuardState.from_dict(state) if state else GuardState()
+        return self.iteration
 
     def restore_latest(self) -> int:
         ckpts = list_checkpoints(self.run_dir / "checkpoints")
-        if ckpts:
-            self.iteration = load_checkpoint(ckpts[-1], self.G, self.D, self.G_ema, self.opt_G, self.opt_D)
-        return self.iteration
+        return self.restore(ckpts[-1]) if ckpts else self.iteration
+
+    def health_text(self) -> str:
+        g = self.guard
+        if g.last is None:
+            return "-"
+        text = "ok" if g.healthy else f"{'; '.join(g.last['problems'])} ({g.streak}/{self.probe.limits.patience})"
+        return text + (f", {g.rollbacks} rollback(s)" if g.rollbacks else "")
+
+    # -- the collapse guard ------------------------------------------------------------------------------
+    def check_health(self) -> dict:
+        """A check of the raw G (trainer/health.py); class rules start once masks are hard for a while."""
+        settled = self.iteration >= self.tc.bernoulli_warmup + 2 * self.tc.check_every
+        return self.guard.check(self.probe, self.G, self.iteration, settled)
+
+    def roll_back(self) -> None:
+        """After a collapse: back to the newest healthy checkpoint from before it started, then continue with
+        half the learning rates (again halved per rollback) and a new data-order seed. Checkpoints of the
+        abandoned stretch move to checkpoints/collapsed-<n>/; when no rollback is left, CollapseError."""
+        last, onset, n = self.guard.last, self.guard.onset, self.guard.rollbacks + 1
+        at = self.iteration
+        if n > self.tc.max_rollbacks:
+            self._log_event({"iter": at, "event": "collapse", "onset": onset, "problems": last["problems"]})
+            self.save()
+            raise CollapseError(
+                f"{self.run_dir}: training collapsed at iteration {at} ({'; '.join(last['problems'])})"
+                + (f" after {n - 1} rollback(s)" if n > 1 else "")
+                + "; the health checks are in losses.jsonl (try another --seed; --no-guard only reports collapses)")
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpts = list_checkpoints(ckpt_dir)
+        target = next(p for p in reversed(ckpts) if int(p.name[5:14]) < onset and is_healthy(p))
+        aside = ckpt_dir / f"collapsed-{n}"
+        aside.mkdir(exist_ok=True)
+        for p in ckpts:
+            if p.name > target.name:
+                p.rename(aside / p.name)
+        self.restore(target)
+        self.guard.rollbacks = n
+        for opt, lr in ((self.opt_G, self.tc.lr_g), (self.opt_D, self.tc.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 ** n
+        seed = int(np.random.SeedSequence([self.tc.seed, n]).generate_state(1)[0]) % 2 ** 63
+        torch.manual_seed(seed)
+        self._trim_log()
+        self._log_event({"iter": self.iteration, "event": "rollback", "collapsed_at": at, "onset": onset,
+                         "problems": last["problems"], "rollback": n, "lr_g": self.tc.lr_g * 0.5 ** n,
+                         "lr_d": self.tc.lr_d * 0.5 ** n, "data_seed": seed})
+        self.save()  # the restored state with its new seed and rates: a resume continues from here
 
     @torch.no_grad()
     def write_preview(self) -> None:
@@ -211,13 +303,18 @@ class Trainer:
         atomic_write_bytes(folder / f"preview-{self.iteration:09d}.png", png)
         atomic_write_bytes(self.run_dir / "preview.png", png)
 
+    def _log_event(self, event: dict) -> None:
+        with open(self.run_dir / "losses.jsonl", "a") as f:
+            f.write(json.dumps(event) + "\n")
+
     def _log(self, stats: dict[str, float], elapsed: float) -> None:
-        line = json.dumps({"iter": self.iteration, "time": round(elapsed, 4), **{k: round(v, 6) for k, v in stats.items()}})
+        line = json.dumps({"iter": self.iteration, "time": round(elapsed, 4),
+                           **{k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()}})
         with open(self.run_dir / "losses.jsonl", "a") as f:
             f.write(line + "\n")
 
     def _trim_log(self) -> None:
-        """Drop loss lines written after the checkpoint we resume from (a crash between saves)."""
+        """Drop loss lines written after the checkpoint we resume from (a crash between saves, or a rollback)."""
         path = self.run_dir / "losses.jsonl"
         if not path.exists():
             return
@@ -240,18 +337,27 @@ class Trainer:
         bar = tqdm(total=tc.iters, initial=self.iteration, file=sys.stderr, disable=quiet, unit="it",
                    dynamic_ncols=True, desc="train")
         try:
+            if not list_checkpoints(self.run_dir / "checkpoints"):
+                self.save()  # the initial state: the rollback target of a collapse before the first save
             while self.iteration < tc.iters and not self.stop_requested:
                 t0 = time.perf_counter()
                 stats = self.step()
-                if self.iteration % tc.log_every == 0 or self.iteration == tc.iters:
+                checked = self.iteration % tc.check_every == 0
+                if checked:
+                    stats["health"] = self.check_health()
+                if checked or self.iteration % tc.log_every == 0 or self.iteration == tc.iters:
                     self._log(stats, time.perf_counter() - t0)
+                if tc.guard and self.guard.streak >= self.probe.limits.patience:
+                    self.roll_back()
+                    bar.n = self.iteration
+                    continue
                 if self.iteration % tc.save_every == 0 or self.iteration == tc.iters:
                     self.save()
                 if self.iteration % tc.preview_every == 0 or self.iteration == tc.iters:
                     self.write_preview()
                 bar.update(1)
                 bar.set_postfix(G=f"{stats['G']:.3f}", D=f"{stats['D_real'] + stats['D_fake']:.3f}",
-                                DR=f"{stats['DR']:.3f}", refresh=False)
+                                DR=f"{stats['DR']:.3f}", health=self.health_text(), refresh=False)
                 if on_step is not None:
                     on_step(self)
             if self.stop_requested:

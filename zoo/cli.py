@@ -76,10 +76,11 @@ def main() -> None:
 @click.option("--image-license", default=None, help="Model card: the training image's licence.")
 @click.option("--license", "license_", default="other", show_default=True, help="Model card licence id.")
 @click.option("--overwrite", is_flag=True)
+@click.option("--force", is_flag=True, help="Export even if the run's last health check failed (a collapsed run).")
 @click.option("-q", "--quiet", is_flag=True)
 @user_errors
 def export_cmd(run_dir, out, precisions, probabilities, no_weights, checkpoint, title, source, image_license,
-               license_, overwrite, quiet):
+               license_, overwrite, force, quiet):
     """Export a trainer run's EMA generator to an entry folder (ONNX + config + weights)."""
     _needs_export_extra()
     from export.entry import export_entry
@@ -88,7 +89,7 @@ def export_cmd(run_dir, out, precisions, probabilities, no_weights, checkpoint, 
     card = {k: v for k, v in {"title": title, "source": source, "image_license": image_license,
                               "license": license_}.items() if v}
     config = export_entry(run_dir, out, tuple(dict.fromkeys(("fp32", *precisions))), probabilities, overwrite, log,
-                          weights=not no_weights, card=card, checkpoint=checkpoint)
+                          weights=not no_weights, card=card, checkpoint=checkpoint, force=force)
     if not quiet:
         click.echo(f"wrote {out}: {', '.join(config['files'])}", err=True)
 
