@@ -38,6 +38,17 @@ VARIANTS: dict[str, dict] = {
     "ref_mca": {"mca_scheme": "reference"},
     "ref_mca_freq": {"mca_scheme": "reference", "lambda_freq": 1.0},
     "ref_mca_freq01": {"mca_scheme": "reference", "lambda_freq": 0.1},
+    "tv": {"lambda_freq": 1.0, "freq_loss": "tv_id"},
+    "ref_mca_tv": {"mca_scheme": "reference", "lambda_freq": 1.0, "freq_loss": "tv_id"},
+    "r1_tv": {"r1_gamma": 1.0, "lambda_freq": 1.0, "freq_loss": "tv_id"},
+    "tv_ceil": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0},
+    "ceil": {"ceiling": 4.0},
+    "tv_ceil_r1": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "r1_gamma": 1.0},
+    "tv_ceil_lr1": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "lr_g": 1e-4, "lr_d": 1e-4},
+    "tv_ceil_aug03": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "aug_prob": 0.3},
+    "tv_ceil_dr5": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "lambda_dr": 0.5},
+    "tv_dr0": {"lambda_freq": 1.0, "freq_loss": "tv_id", "lambda_dr": 0.0},
+    "tv_dr05": {"lambda_freq": 1.0, "freq_loss": "tv_id", "lambda_dr": 0.05},
     "mca_all_freq": {"mca_g_weights": "all", "lambda_freq": 1.0},
 }
 
@@ -59,7 +70,7 @@ def worker(a) -> dict:
     over = dict(VARIANTS[a.variant])
     if over.get("bernoulli_warmup") == -1:
         over["bernoulli_warmup"] = a.iters // 3
-    tc = TrainConfig(iters=a.iters, seed=a.seed, precision=a.precision, device="cpu", save_every=a.iters,
+    tc = TrainConfig(iters=a.iters, seed=a.seed, precision=a.precision, device="cpu", save_every=500,
                      preview_every=a.iters, check_every=a.check_every, **over).resolved()
     images, masks = to_training_arrays(scene, mc.height, mc.width)
     run = Path(a.tmp) / "runs" / f"{a.scene}-{a.variant}-{a.precision}-{a.seed}"
@@ -81,7 +92,8 @@ def worker(a) -> dict:
     return {"scene": a.scene, "variant": a.variant, "seed": a.seed, "precision": a.precision,
             "train_share": None if trainer.probe.train_share is None else
             [round(float(v), 4) for v in trainer.probe.train_share],
-            "s_per_it": float(np.median([ln["time"] for ln in lines])), "checks": checks}
+            "s_per_it": float(np.median([ln["time"] for ln in lines if "time" in ln])), "checks": checks,
+            "events": [ln for ln in lines if "event" in ln]}
 
 
 def job(scene: str, variant: str, seed: int, a, tmp: Path) -> dict:
@@ -104,8 +116,21 @@ def describe(r: dict) -> str:
         cls = "/".join(f"{v:.1f}" for v in c.get("class_presence", []))
         flag = ("!" + ";".join(c["problems"])) if c["problems"] else ""
         rows.append(f"{c['iter']}:d{c['diversity']:.2f} s{c['saturated']:.2f} f{c['d_fake']:.2f} p{cls}{flag}")
-    return (f"{r['scene']:9s} {r['variant']:12s} {r['precision']} seed {r['seed']} ({r['s_per_it']:.2f} s/it)\n    "
-            + "\n    ".join(rows))
+    return (f"{r['scene']:9s} {r['variant']:12s} {r['precision']} seed {r['seed']} ({r['s_per_it']:.2f} s/it): "
+            f"{summary(r)}\n    " + "\n    ".join(rows))
+
+
+def summary(r: dict) -> str:
+    """Problem checks, rollbacks, and the median diversity and worst class presence over the second half."""
+    import numpy as np
+
+    checks = r["checks"]
+    late = checks[len(checks) // 2:] or checks
+    text = (f"{sum(bool(c['problems']) for c in checks)}/{len(checks)} problem checks, "
+            f"{len(r.get('events', []))} rollback(s), late diversity {np.median([c['diversity'] for c in late]):.2f}")
+    if late and "class_presence" in late[0]:
+        text += f", late worst class presence {min(np.median([c['class_presence'][k] for c in late]) for k in range(len(late[0]['class_presence']))):.2f}"
+    return text
 
 
 def main() -> None:
@@ -122,6 +147,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep-previews", help="folder for each run's final EMA preview")
+    ap.add_argument("--workdir", help="keep scenes and runs here (default: a temporary folder)")
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--scene")
     ap.add_argument("--variant")
@@ -136,6 +162,7 @@ def main() -> None:
             for seed in a.seeds.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(a.jobs) as pool:
+        tmp = a.workdir or tmp
         for r in pool.map(lambda j: job(*j, a, Path(tmp)), jobs):
             results.append(r)
             print(describe(r), flush=True)

@@ -59,10 +59,11 @@ def _clear_run(out: Path) -> None:
 @click.option("--mask", type=click.Path(path_type=Path), help="Mask image, or folder of masks matched by file stem.")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path), help="Class names, one per line, background first.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create.")
-@click.option("--max-size", default=320, show_default=True, help="Longer side of the training image, in pixels.")
-@click.option("--iters", default=100_000, show_default=True)
+@click.option("--max-size", type=int, default=None, help="Longer side of the training image, in pixels [CPU 160, GPU 320].")
+@click.option("--iters", type=int, default=None, help="Iterations [CPU 3,000, GPU 100,000].")
 @click.option("--batch-size", default=5, show_default=True)
-@click.option("--width", "width_mult", default=1.0, show_default=True, help="Channel multiplier (1.0 = reference widths).")
+@click.option("--width", "width_mult", type=float, default=None,
+              help="Channel multiplier, 1.0 = the reference widths [CPU 0.25, GPU 1.0].")
 @click.option("--aug-prob", default=0.7, show_default=True)
 @click.option("--lambda-dr", default=0.15, show_default=True)
 @click.option("--ema-decay", type=float, default=None,
@@ -71,8 +72,8 @@ def _clear_run(out: Path) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
-@click.option("--save-every", default=5000, show_default=True)
-@click.option("--preview-every", default=5000, show_default=True)
+@click.option("--save-every", type=int, default=None, help="Checkpoint every N iterations [CPU 500, GPU 5,000].")
+@click.option("--preview-every", type=int, default=None, help="Preview every N iterations [CPU 500, GPU 5,000].")
 @click.option("--log-every", default=10, show_default=True, help="Write losses.jsonl every N iterations.")
 @click.option("--keep", default=3, show_default=True, help="Checkpoints to keep (and the newest healthy one).")
 @click.option("--check-every", default=100, show_default=True, help="Collapse-guard health check every N iterations.")
@@ -88,9 +89,18 @@ def _clear_run(out: Path) -> None:
 def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult, aug_prob, lambda_dr, ema_decay,
         bernoulli_warmup, seed, device, precision, save_every, preview_every, log_every, keep, check_every, guard,
         max_rollbacks, no_masks, every, max_frames, overwrite, quiet):
-    """Train a scene from SOURCE: an image, a folder of frames, or a video file."""
-    from .train import TrainConfig, Trainer, to_float_images, write_run
+    """Train a scene from SOURCE: an image, a folder of frames, or a video file.
 
+    Defaults follow the device: on CPU the short recipe that bench/robustness.py checks on its scenes
+    (160 px, widths x0.25, 3,000 iterations: minutes on 2 cores), on a GPU the reference's."""
+    from .train import RECIPES, TrainConfig, Trainer, pick_device, to_float_images, write_run
+
+    recipe = RECIPES[pick_device(device).type == "cpu"]
+    max_size = recipe["max_size"] if max_size is None else max_size
+    width_mult = recipe["width"] if width_mult is None else width_mult
+    iters = recipe["iters"] if iters is None else iters
+    save_every = recipe["save_every"] if save_every is None else save_every
+    preview_every = recipe["preview_every"] if preview_every is None else preview_every
     for name, value in (("--iters", iters), ("--batch-size", batch_size), ("--save-every", save_every),
                         ("--preview-every", preview_every), ("--log-every", log_every), ("--every", every),
                         ("--check-every", check_every)):

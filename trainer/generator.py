@@ -71,6 +71,7 @@ class GOutput:
     images: list[torch.Tensor]  # tanh RGB of the last `n_rgb` blocks, coarse to fine; images[-1] is the sample
     mask_logits: torch.Tensor | None  # (B, M, H, W) before softmax
     features: list[torch.Tensor]  # tanh of every block's raw output (diversity regularisation); [] unless asked
+    overflow: torch.Tensor | None = None  # sum over blocks of mean(relu(|x| - ceiling)^2) of raw outputs; with features
 
 
 class Generator(nn.Module):
@@ -106,21 +107,24 @@ class Generator(nn.Module):
         x = torch.matmul(z.reshape(b, k, gh * gw).permute(2, 0, 1), w)  # (cells, B, C0)
         return x.permute(1, 2, 0).reshape(b, c0, gh, gw) + self.first_linear.bias.view(1, c0, 1, 1)
 
-    def forward(self, z: torch.Tensor, n_rgb: int = 1, features: bool = False) -> GOutput:
-        return self.synthesize(self.latent_features(z), n_rgb=n_rgb, features=features)
+    def forward(self, z: torch.Tensor, n_rgb: int = 1, features: bool = False, ceiling: float = 0.0) -> GOutput:
+        return self.synthesize(self.latent_features(z), n_rgb=n_rgb, features=features, ceiling=ceiling)
 
-    def synthesize(self, x: torch.Tensor, n_rgb: int = 1, features: bool = False) -> GOutput:
+    def synthesize(self, x: torch.Tensor, n_rgb: int = 1, features: bool = False, ceiling: float = 0.0) -> GOutput:
         """Run the blocks on a first-layer map of any grid size (custom grids at export time)."""
         images, feats = [], []
+        overflow = x.new_zeros((), dtype=torch.float32) if features and ceiling > 0 else None
         g = len(self.body)
         for i, block in enumerate(self.body):
             x = block(x)
             if features:
                 feats.append(torch.tanh(x))
+                if overflow is not None:
+                    overflow = overflow + F.relu(x.float().abs() - ceiling).square().mean()
             if i >= g - n_rgb:
                 images.append(torch.tanh(self.rgb_converters[i](x)))
         mask_logits = self.mask_converter(x) if self.cfg.has_masks else None
-        return GOutput(images=images, mask_logits=mask_logits, features=feats)
+        return GOutput(images=images, mask_logits=mask_logits, features=feats, overflow=overflow)
 
 
 def to_uint8(image: torch.Tensor, mask_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -41,6 +41,14 @@ CONFIG_FORMAT = "oneshot-gan-run/1"
 REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
 
 
+# `trainer fit` defaults per device: index True = CPU (the short recipe of bench/robustness.py), False = GPU
+# (the reference's: 320 px, reference widths, 100,000 iterations).
+RECIPES = {
+    True: {"max_size": 160, "width": 0.25, "iters": 3000, "save_every": 500, "preview_every": 500},
+    False: {"max_size": 320, "width": 1.0, "iters": 100_000, "save_every": 5000, "preview_every": 5000},
+}
+
+
 class CollapseError(UserError):
     """Training collapsed and no rollback is left."""
 
@@ -71,7 +79,9 @@ class TrainConfig:
     mca_g_weights: str = "present"  # EXPERIMENT: "present" | "all" (every class vector, 1/training share)
     mca_scheme: str = "present"  # EXPERIMENT: "present" | "reference"
     r1_gamma: float = 0.0  # EXPERIMENT: zero-centred gradient penalty on reals
-    lambda_freq: float = 0.0  # EXPERIMENT: KL(training class shares || G's mean soft mask)
+    lambda_freq: float = 0.0  # EXPERIMENT: class-frequency prior
+    freq_loss: str = "kl_soft"  # EXPERIMENT: "kl_soft" | "tv_id"
+    ceiling: float = 0.0  # EXPERIMENT: activation ceiling of G's block outputs
     r1_every: int = 4
 
     def resolved(self) -> "TrainConfig":
@@ -160,7 +170,7 @@ class Trainer:
         # G step (D's weights frozen: their gradients are not needed here)
         self.D.requires_grad_(False)
         with self.autocast():
-            out = self.G(z, n_rgb=n_ll, features=tc.lambda_dr > 0)
+            out = self.G(z, n_rgb=n_ll, features=tc.lambda_dr > 0 or tc.ceiling > 0, ceiling=tc.ceiling)
             fake_pyr = out.images[::-1]
             fake_mask = None
             if mc.has_masks:
@@ -170,12 +180,18 @@ class Trainer:
                                       scheme=tc.mca_scheme)
             if mc.has_masks and tc.lambda_freq > 0:
                 logits = out.mask_logits.float()
-                hard = F.one_hot(logits.detach().argmax(1), mc.num_classes).permute(0, 3, 1, 2).float()
-                freq = (hard + logits - logits.detach()).mean((0, 2, 3)) + 1e-3  # hard value, gradient to logits
                 present = self.class_share > 0
-                kl = (self.class_share[present] * (self.class_share[present].log() - freq[present].clamp(min=1e-8).log())).sum()
+                if tc.freq_loss == "kl_soft":
+                    freq = torch.softmax(logits, 1).mean((0, 2, 3))
+                    kl = (self.class_share[present] * (self.class_share[present].log() - freq[present].clamp(min=1e-8).log())).sum()
+                else:  # "tv_id": total variation of the hard frequencies, gradient straight to the logits
+                    hard = F.one_hot(logits.detach().argmax(1), mc.num_classes).permute(0, 3, 1, 2).float()
+                    freq = (hard + logits - logits.detach()).mean((0, 2, 3))
+                    kl = 0.5 * (freq - self.class_share).abs().sum()
                 loss_adv = loss_adv + tc.lambda_freq * kl
             dr = diversity(out.features) if tc.lambda_dr > 0 else torch.zeros((), device=self.device)
+            if out.overflow is not None:
+                loss_adv = loss_adv + out.overflow
         self.opt_G.zero_grad(set_to_none=True)
         if tc.precision == "bf16" and tc.lambda_dr > 0:
             # The diversity term gets its own backward pass: summed with the adversarial gradient in one bf16
