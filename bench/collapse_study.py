@@ -45,6 +45,8 @@ VARIANTS: dict[str, dict] = {
     "ceil": {"ceiling": 4.0},
     "tv_ceil_r1": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "r1_gamma": 1.0},
     "tv_ceil_lr1": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "lr_g": 1e-4, "lr_d": 1e-4},
+    "tv_ceil_lr1_area": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "lr_g": 1e-4, "lr_d": 1e-4,
+                         "mask_resize": "area"},
     "tv_ceil_aug03": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "aug_prob": 0.3},
     "tv_ceil_dr5": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "lambda_dr": 0.5},
     "tv_dr0": {"lambda_freq": 1.0, "freq_loss": "tv_id", "lambda_dr": 0.0},

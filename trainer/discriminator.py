@@ -89,12 +89,12 @@ class Discriminator(nn.Module):
         return x, logits
 
     def forward(self, pyramid: list[torch.Tensor], mask: torch.Tensor | None = None,
-                augment: FeatureAugment | None = None) -> DOutput:
+                augment: FeatureAugment | None = None, mask_resize: str = "nearest") -> DOutput:
         """mask: (B, M, H, W) one-hot (hard or straight-through) at the image resolution, when the model has masks."""
         feats, ll_logits = self.lowlevel(pyramid)
         small_mask = None
         if mask is not None:
-            small_mask = F.interpolate(mask, size=feats.shape[-2:], mode="nearest")
+            small_mask = F.interpolate(mask, size=feats.shape[-2:], mode=mask_resize)
         content = masked_content(feats, small_mask)
         layout = feats
         if augment is not None:

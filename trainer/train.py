@@ -82,6 +82,7 @@ class TrainConfig:
     lambda_freq: float = 0.0  # EXPERIMENT: class-frequency prior
     freq_loss: str = "kl_soft"  # EXPERIMENT: "kl_soft" | "tv_id"
     ceiling: float = 0.0  # EXPERIMENT: activation ceiling of G's block outputs
+    mask_resize: str = "nearest"  # EXPERIMENT: "nearest" | "area" (MCA's mask at the feature resolution)
     r1_every: int = 4
 
     def resolved(self) -> "TrainConfig":
@@ -175,7 +176,7 @@ class Trainer:
             fake_mask = None
             if mc.has_masks:
                 fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup)
-            d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob))
+            d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask, class_weights=self.g_class_weights,
                                       scheme=tc.mca_scheme)
             if mc.has_masks and tc.lambda_freq > 0:
@@ -214,7 +215,7 @@ class Trainer:
             real_in, real_mask_in = augment(real_pyr, real_mask, tc.aug_prob)
             if r1:
                 real_in = [x.detach().requires_grad_(True) for x in real_in]
-            d_real = self.D(real_in, real_mask_in, augment=self.fa)
+            d_real = self.D(real_in, real_mask_in, augment=self.fa, mask_resize=tc.mask_resize)
             loss_real, s_real = adversarial(d_real, True, n_blocks, d_real.small_mask, scheme=tc.mca_scheme)
         if r1:
             grads = torch.autograd.grad(realness(d_real, d_real.small_mask), real_in, create_graph=True)
@@ -223,7 +224,7 @@ class Trainer:
         with self.autocast():
             fake_pyr = [x.detach() for x in fake_pyr]
             fake_mask = fake_mask.detach() if fake_mask is not None else None
-            d_fake = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob))
+            d_fake = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
             loss_fake, s_fake = adversarial(d_fake, False, n_blocks, d_fake.small_mask, fake_class=True,
                                             scheme=tc.mca_scheme)
             loss_d = loss_real + loss_fake
