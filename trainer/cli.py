@@ -64,7 +64,10 @@ def _clear_run(out: Path) -> None:
 @click.option("--batch-size", default=5, show_default=True)
 @click.option("--width", "width_mult", type=float, default=None,
               help="Channel multiplier, 1.0 = the reference widths [CPU 0.25, GPU 1.0].")
+@click.option("--lr", type=float, default=None, help="Adam learning rate of G and D [CPU 1e-4, GPU 2e-4].")
 @click.option("--aug-prob", default=0.7, show_default=True)
+@click.option("--lambda-freq", default=1.0, show_default=True,
+              help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
 @click.option("--lambda-dr", default=0.15, show_default=True)
 @click.option("--ema-decay", type=float, default=None,
               help="EMA decay of G [0.9999, horizon scaled to iters/100,000 for shorter runs].")
@@ -86,7 +89,7 @@ def _clear_run(out: Path) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult, aug_prob, lambda_dr, ema_decay,
+def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult, lr, aug_prob, lambda_freq, lambda_dr, ema_decay,
         bernoulli_warmup, seed, device, precision, save_every, preview_every, log_every, keep, check_every, guard,
         max_rollbacks, no_masks, every, max_frames, overwrite, quiet):
     """Train a scene from SOURCE: an image, a folder of frames, or a video file.
@@ -99,6 +102,7 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
     max_size = recipe["max_size"] if max_size is None else max_size
     width_mult = recipe["width"] if width_mult is None else width_mult
     iters = recipe["iters"] if iters is None else iters
+    lr = recipe["lr"] if lr is None else lr
     save_every = recipe["save_every"] if save_every is None else save_every
     preview_every = recipe["preview_every"] if preview_every is None else preview_every
     for name, value in (("--iters", iters), ("--batch-size", batch_size), ("--save-every", save_every),
@@ -116,7 +120,10 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
         model_cfg = auto_config(h, w, max_size=max_size, num_classes=scene.num_classes, width_mult=width_mult)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e} (image {w}x{h}, --max-size {max_size})") from None
-    train_cfg = TrainConfig(iters=iters, batch_size=batch_size, aug_prob=aug_prob, lambda_dr=lambda_dr,
+    if lr <= 0 or lambda_freq < 0:
+        raise ConfigError("--lr must be positive and --lambda-freq at least 0")
+    train_cfg = TrainConfig(iters=iters, batch_size=batch_size, lr_g=lr, lr_d=lr, aug_prob=aug_prob,
+                            lambda_freq=lambda_freq, lambda_dr=lambda_dr,
                             ema_decay=ema_decay, bernoulli_warmup=bernoulli_warmup, seed=seed, device=device,
                             precision=precision, save_every=save_every, preview_every=preview_every,
                             keep=keep, log_every=log_every, check_every=check_every, guard=guard,
@@ -154,7 +161,7 @@ def resume(run_dir, iters, quiet):
         if config.get("format") != CONFIG_FORMAT:
             raise RunError(f"{run_dir / 'config.json'}: unknown format {config.get('format')!r}")
         model_cfg = ModelConfig.from_dict(config["model"])
-        train_cfg = TrainConfig(**config["train"])
+        train_cfg = TrainConfig.from_dict(config["train"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         if isinstance(e, RunError):
             raise

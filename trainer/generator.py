@@ -71,7 +71,7 @@ class GOutput:
     images: list[torch.Tensor]  # tanh RGB of the last `n_rgb` blocks, coarse to fine; images[-1] is the sample
     mask_logits: torch.Tensor | None  # (B, M, H, W) before softmax
     features: list[torch.Tensor]  # tanh of every block's raw output (diversity regularisation); [] unless asked
-    overflow: torch.Tensor | None = None  # sum over blocks of mean(relu(|x| - ceiling)^2) of raw outputs; with features
+    overflow: torch.Tensor | None = None  # sum over blocks of mean(relu(|x| - ceiling)^2), when a ceiling is given
 
 
 class Generator(nn.Module):
@@ -113,14 +113,15 @@ class Generator(nn.Module):
     def synthesize(self, x: torch.Tensor, n_rgb: int = 1, features: bool = False, ceiling: float = 0.0) -> GOutput:
         """Run the blocks on a first-layer map of any grid size (custom grids at export time)."""
         images, feats = [], []
-        overflow = x.new_zeros((), dtype=torch.float32) if features and ceiling > 0 else None
+        overflow = None
         g = len(self.body)
         for i, block in enumerate(self.body):
             x = block(x)
             if features:
                 feats.append(torch.tanh(x))
-                if overflow is not None:
-                    overflow = overflow + F.relu(x.float().abs() - ceiling).square().mean()
+            if ceiling > 0:  # the activation ceiling (training only): zero while every |x| <= ceiling
+                excess = F.relu(x.abs() - ceiling).float().square().mean()
+                overflow = excess if overflow is None else overflow + excess
             if i >= g - n_rgb:
                 images.append(torch.tanh(self.rgb_converters[i](x)))
         mask_logits = self.mask_converter(x) if self.cfg.has_masks else None

@@ -15,26 +15,20 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits, target, dtype=torch.float32))
 
 
-def mca_targets(small_mask: torch.Tensor, fake_class: bool, class_weights: torch.Tensor | None = None,
-                scheme: str = "present") -> tuple[torch.Tensor, torch.Tensor]:
+def mca_targets(small_mask: torch.Tensor, fake_class: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and weights of the M*B class-major content vectors.
 
     small_mask: (B, M, h, w) one-hot at the feature resolution. Real vectors (and the G step) are labelled
     with their class c and weighted 1 / (pixels of class c in the batch); the D's fake step labels every
-    vector M ("fake") with weight 1. scheme "present": vectors of a class absent from their own sample get
-    weight 0; "reference": they count (a class absent from the whole batch gets 0 in real/G steps).
+    vector M ("fake") with weight 1. Vectors of a class absent from their own sample carry no information
+    and get weight 0.
     """
     b, m = small_mask.shape[:2]
     pixels = small_mask.detach().float().sum((2, 3))  # (B, M)
     present = (pixels > 0).t().reshape(-1)  # class-major, like the vectors
-    if scheme == "reference":
-        present = torch.ones_like(present)
     if fake_class:
         targets = torch.full((m * b,), m, dtype=torch.long, device=small_mask.device)
         weights = present.float()
-    elif class_weights is not None:
-        targets = torch.arange(m, device=small_mask.device).repeat_interleave(b)
-        weights = class_weights.to(small_mask.device).float().repeat_interleave(b)
     else:
         targets = torch.arange(m, device=small_mask.device).repeat_interleave(b)
         per_class = pixels.sum(0)
@@ -49,8 +43,7 @@ def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tens
 
 
 def adversarial(out: DOutput, real: bool, n_blocks: int, small_mask: torch.Tensor | None = None,
-                fake_class: bool = False, class_weights: torch.Tensor | None = None,
-                scheme: str = "present") -> tuple[torch.Tensor, dict[str, float]]:
+                fake_class: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum of per-block losses, weighted low-level : content : layout = 1 : 0.5 : 0.5, each / n_blocks.
 
     real=True asks the outputs to look real (D on reals, and the G step); with masks the content branch uses
@@ -62,7 +55,7 @@ def adversarial(out: DOutput, real: bool, n_blocks: int, small_mask: torch.Tenso
     if small_mask is None:
         con = sum(bce(x, target) for x in out.content)
     else:
-        t, w = mca_targets(small_mask, fake_class, class_weights, scheme)
+        t, w = mca_targets(small_mask, fake_class)
         con = sum(weighted_ce(x, t, w) for x in out.content)
     total = (LOWLEVEL_WEIGHT * ll + CONTENT_WEIGHT * con + LAYOUT_WEIGHT * lay) / n_blocks
     return total, {"lowlevel": float(ll.detach()), "content": float(con.detach()), "layout": float(lay.detach())}
@@ -112,18 +105,17 @@ def generator_objective(adversarial_loss: torch.Tensor | float, diversity_term: 
     return adversarial_loss - lambda_dr * diversity_term
 
 
-def realness(out: DOutput, small_mask: torch.Tensor | None) -> torch.Tensor:
-    """One real-ness score per sample summed over the batch: the mean logit of every low-level and layout map
-    and content head; with masks, a content vector's score is its class logit minus the fake logit."""
-    total = sum(x.float().mean((1, 2, 3)).sum() for x in out.lowlevel + out.layout)
-    for x in out.content:
-        x = x.float()
-        if small_mask is None:
-            total = total + x.sum()
-        else:
-            m = small_mask.shape[1]
-            b = small_mask.shape[0]
-            cls = torch.arange(m, device=x.device).repeat_interleave(b)
-            present = (small_mask.detach().float().sum((2, 3)) > 0).t().reshape(-1).float()
-            total = total + ((x.gather(1, cls[:, None])[:, 0] - x[:, m]) * present).sum()
-    return total
+def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tensor) -> torch.Tensor:
+    """Total variation between the class shares of the fake batch's hard (argmax) masks and the training
+    masks' shares, with its gradient passed straight to the logits.
+
+    A class G stops drawing has no pixels, so MCA gives it no loss, and the straight-through softmax gradient
+    towards it (p (1 - p)) is ~0 where another class clearly wins: the class never comes back (issue 11,
+    docs/robustness/experiments.md). Here every class gets the bounded gradient +-1/(2N) on its logit at every
+    pixel, so an under-drawn class is raised where it is closest to winning the argmax; MCA then decides
+    what those pixels must look like.
+    """
+    logits = mask_logits.float()
+    hard = F.one_hot(logits.detach().argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    share = (hard + logits - logits.detach()).mean((0, 2, 3))  # the hard shares' value, the logits' gradient
+    return 0.5 * (share - training_share).abs().sum()

@@ -32,7 +32,7 @@ from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
 from .health import GuardState, Probe
-from .losses import adversarial, diversity, generator_objective, realness
+from .losses import adversarial, class_frequency_prior, diversity, generator_objective
 from .perf import keep_freed_memory
 from .preview import preview_grid
 from zoo.errors import UserError
@@ -41,11 +41,14 @@ CONFIG_FORMAT = "oneshot-gan-run/1"
 REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
 
 
+# settings that runs from before issue 11 did not record, with the values they were trained with
+LEGACY = {"lambda_freq": 0.0, "ceiling": 0.0, "mask_resize": "nearest"}
+
 # `trainer fit` defaults per device: index True = CPU (the short recipe of bench/robustness.py), False = GPU
 # (the reference's: 320 px, reference widths, 100,000 iterations).
 RECIPES = {
-    True: {"max_size": 160, "width": 0.25, "iters": 3000, "save_every": 500, "preview_every": 500},
-    False: {"max_size": 320, "width": 1.0, "iters": 100_000, "save_every": 5000, "preview_every": 5000},
+    True: {"max_size": 160, "width": 0.25, "iters": 3000, "lr": 1e-4, "save_every": 500, "preview_every": 500},
+    False: {"max_size": 320, "width": 1.0, "iters": 100_000, "lr": 2e-4, "save_every": 5000, "preview_every": 5000},
 }
 
 
@@ -76,14 +79,15 @@ class TrainConfig:
     check_every: int = 100  # collapse-guard checks (trainer/health.py)
     guard: bool = True  # act on a collapse: roll back (max_rollbacks times), then stop
     max_rollbacks: int = 2
-    mca_g_weights: str = "present"  # EXPERIMENT: "present" | "all" (every class vector, 1/training share)
-    mca_scheme: str = "present"  # EXPERIMENT: "present" | "reference"
-    r1_gamma: float = 0.0  # EXPERIMENT: zero-centred gradient penalty on reals
-    lambda_freq: float = 0.0  # EXPERIMENT: class-frequency prior
-    freq_loss: str = "kl_soft"  # EXPERIMENT: "kl_soft" | "tv_id"
-    ceiling: float = 0.0  # EXPERIMENT: activation ceiling of G's block outputs
-    mask_resize: str = "nearest"  # EXPERIMENT: "nearest" | "area" (MCA's mask at the feature resolution)
-    r1_every: int = 4
+    # Issue 11 (docs/robustness/experiments.md), none of them in the reference:
+    lambda_freq: float = 1.0  # class-frequency prior: TV of the fake batch's hard class shares vs the training's
+    ceiling: float = 4.0  # activation ceiling: G's loss + mean(relu(|x| - ceiling)^2) per block output (0: off)
+    mask_resize: str = "area"  # the MCA mask at the feature resolution: "area" (class fractions) or "nearest"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """A run's config.json; runs written before a setting existed keep the behaviour they were trained with."""
+        return cls(**{**LEGACY, **d})
 
     def resolved(self) -> "TrainConfig":
         warm = self.bernoulli_warmup
@@ -141,14 +145,10 @@ class Trainer:
         real = torch.from_numpy(images).to(self.device).contiguous(memory_format=torch.channels_last)
         self.real_pyramid = image_pyramid(real, model_cfg.d_lowlevel)
         self.real_masks = None
-        self.g_class_weights = None
         if masks is not None:
             ids = torch.from_numpy(masks.astype(np.int64)).to(self.device)
             self.real_masks = F.one_hot(ids, model_cfg.num_classes).permute(0, 3, 1, 2).float()
-            share = self.real_masks.mean((0, 2, 3))
-            self.class_share = share
-            if train_cfg.mca_g_weights == "all":
-                self.g_class_weights = torch.where(share > 0, 1.0 / share.clamp(min=1e-12), torch.zeros_like(share))
+            self.class_share = self.real_masks.mean((0, 2, 3))
         u8 = np.clip(np.round((images.transpose(0, 2, 3, 1) + 1) * 127.5), 0, 255).astype(np.uint8)
         self.probe = Probe(u8, masks, model_cfg.num_classes, model_cfg.noise_dim, train_cfg.seed)
         self.guard = GuardState()
@@ -171,38 +171,28 @@ class Trainer:
         # G step (D's weights frozen: their gradients are not needed here)
         self.D.requires_grad_(False)
         with self.autocast():
-            out = self.G(z, n_rgb=n_ll, features=tc.lambda_dr > 0 or tc.ceiling > 0, ceiling=tc.ceiling)
+            out = self.G(z, n_rgb=n_ll, features=tc.lambda_dr > 0, ceiling=tc.ceiling)
             fake_pyr = out.images[::-1]
             fake_mask = None
             if mc.has_masks:
                 fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup)
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
-            loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask, class_weights=self.g_class_weights,
-                                      scheme=tc.mca_scheme)
-            if mc.has_masks and tc.lambda_freq > 0:
-                logits = out.mask_logits.float()
-                present = self.class_share > 0
-                if tc.freq_loss == "kl_soft":
-                    freq = torch.softmax(logits, 1).mean((0, 2, 3))
-                    kl = (self.class_share[present] * (self.class_share[present].log() - freq[present].clamp(min=1e-8).log())).sum()
-                else:  # "tv_id": total variation of the hard frequencies, gradient straight to the logits
-                    hard = F.one_hot(logits.detach().argmax(1), mc.num_classes).permute(0, 3, 1, 2).float()
-                    freq = (hard + logits - logits.detach()).mean((0, 2, 3))
-                    kl = 0.5 * (freq - self.class_share).abs().sum()
-                loss_adv = loss_adv + tc.lambda_freq * kl
-            dr = diversity(out.features) if tc.lambda_dr > 0 else torch.zeros((), device=self.device)
-            if out.overflow is not None:
-                loss_adv = loss_adv + out.overflow
+            loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
+            zero = torch.zeros((), device=self.device)
+            freq = class_frequency_prior(out.mask_logits, self.class_share) if mc.has_masks else zero
+            overflow = out.overflow if out.overflow is not None else zero
+            loss_g = loss_adv + tc.lambda_freq * freq + overflow
+            dr = diversity(out.features) if tc.lambda_dr > 0 else zero
         self.opt_G.zero_grad(set_to_none=True)
         if tc.precision == "bf16" and tc.lambda_dr > 0:
             # The diversity term gets its own backward pass: summed with the adversarial gradient in one bf16
             # activation gradient, its share (median 3 % at full resolution) was rounded coarsely or away, and
             # bf16 runs came out less diverse. Apart, each is exact to bf16 relative to itself; they add up in
             # the fp32 weight gradients. Costs one more G backward (bench/bf16_quality.py, README).
-            loss_adv.backward(retain_graph=True)
+            loss_g.backward(retain_graph=True)
             generator_objective(0.0, dr, tc.lambda_dr).backward()
         else:
-            generator_objective(loss_adv, dr, tc.lambda_dr).backward()
+            generator_objective(loss_g, dr, tc.lambda_dr).backward()
         self.opt_G.step()
         self.D.requires_grad_(True)
 
@@ -210,23 +200,13 @@ class Trainer:
         idx = torch.randint(0, self.real_pyramid[0].shape[0], (tc.batch_size,), device=self.device)
         real_pyr = [lvl[idx] for lvl in self.real_pyramid]
         real_mask = self.real_masks[idx] if self.real_masks is not None else None
-        r1 = tc.r1_gamma > 0 and self.iteration % tc.r1_every == 0
         with self.autocast():
-            real_in, real_mask_in = augment(real_pyr, real_mask, tc.aug_prob)
-            if r1:
-                real_in = [x.detach().requires_grad_(True) for x in real_in]
-            d_real = self.D(real_in, real_mask_in, augment=self.fa, mask_resize=tc.mask_resize)
-            loss_real, s_real = adversarial(d_real, True, n_blocks, d_real.small_mask, scheme=tc.mca_scheme)
-        if r1:
-            grads = torch.autograd.grad(realness(d_real, d_real.small_mask), real_in, create_graph=True)
-            penalty = sum(g.float().pow(2).sum((1, 2, 3)).mean() for g in grads)
-            loss_real = loss_real + 0.5 * tc.r1_gamma * tc.r1_every * penalty
-        with self.autocast():
+            d_real = self.D(*augment(real_pyr, real_mask, tc.aug_prob), augment=self.fa, mask_resize=tc.mask_resize)
+            loss_real, s_real = adversarial(d_real, True, n_blocks, d_real.small_mask)
             fake_pyr = [x.detach() for x in fake_pyr]
             fake_mask = fake_mask.detach() if fake_mask is not None else None
             d_fake = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
-            loss_fake, s_fake = adversarial(d_fake, False, n_blocks, d_fake.small_mask, fake_class=True,
-                                            scheme=tc.mca_scheme)
+            loss_fake, s_fake = adversarial(d_fake, False, n_blocks, d_fake.small_mask, fake_class=True)
             loss_d = loss_real + loss_fake
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -234,7 +214,7 @@ class Trainer:
         self.update_ema()
         self.iteration += 1
         self.guard.observe(float(loss_fake.detach()))
-        scalars = {"G": loss_adv, "DR": dr, "D_real": loss_real, "D_fake": loss_fake}
+        scalars = {"G": loss_adv, "DR": dr, "freq": freq, "overflow": overflow, "D_real": loss_real, "D_fake": loss_fake}
         return {**{k: float(v.detach()) for k, v in scalars.items()},
                 **{f"real_{k}": v for k, v in s_real.items()}, **{f"fake_{k}": v for k, v in s_fake.items()}}
 
