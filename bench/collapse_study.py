@@ -26,32 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 VARIANTS: dict[str, dict] = {
-    "base": {},
-    "mca_all": {"mca_g_weights": "all"},
-    "aug03": {"aug_prob": 0.3},
-    "r1": {"r1_gamma": 1.0},
-    "r1_01": {"r1_gamma": 0.1},
-    "mca_all_r1": {"mca_g_weights": "all", "r1_gamma": 1.0},
-    "lr_d_half": {"lr_d": 1e-4},
-    "warm_long": {"bernoulli_warmup": -1},  # -1: a third of the schedule
-    "freq": {"lambda_freq": 1.0},
-    "ref_mca": {"mca_scheme": "reference"},
-    "ref_mca_freq": {"mca_scheme": "reference", "lambda_freq": 1.0},
-    "ref_mca_freq01": {"mca_scheme": "reference", "lambda_freq": 0.1},
-    "tv": {"lambda_freq": 1.0, "freq_loss": "tv_id"},
-    "ref_mca_tv": {"mca_scheme": "reference", "lambda_freq": 1.0, "freq_loss": "tv_id"},
-    "r1_tv": {"r1_gamma": 1.0, "lambda_freq": 1.0, "freq_loss": "tv_id"},
-    "tv_ceil": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0},
-    "ceil": {"ceiling": 4.0},
-    "tv_ceil_r1": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "r1_gamma": 1.0},
-    "tv_ceil_lr1": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "lr_g": 1e-4, "lr_d": 1e-4},
-    "tv_ceil_lr1_area": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "lr_g": 1e-4, "lr_d": 1e-4,
-                         "mask_resize": "area"},
-    "tv_ceil_aug03": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "aug_prob": 0.3},
-    "tv_ceil_dr5": {"lambda_freq": 1.0, "freq_loss": "tv_id", "ceiling": 4.0, "lambda_dr": 0.5},
-    "tv_dr0": {"lambda_freq": 1.0, "freq_loss": "tv_id", "lambda_dr": 0.0},
-    "tv_dr05": {"lambda_freq": 1.0, "freq_loss": "tv_id", "lambda_dr": 0.05},
-    "mca_all_freq": {"mca_g_weights": "all", "lambda_freq": 1.0},
+    "default": {},
+    "dr5": {"lambda_dr": 0.5},
+    "floor": {"floor": 0.3},
+}
+CPU_LR = {"lr_g": 1e-4, "lr_d": 1e-4}  # the CPU recipe's (trainer.train.RECIPES); TrainConfig's default is the reference's
+VARIANTS = {k: {**CPU_LR, **v} for k, v in VARIANTS.items()
 }
 
 

@@ -76,6 +76,9 @@ def worker(a) -> dict:
     t0 = time.perf_counter()
     fit = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     train_s = time.perf_counter() - t0
+    if not (run / "checkpoints").is_dir():  # trainer fit refused or crashed before training
+        return {"scene": a.scene, "precision": a.precision, "seed": a.seed, "fails": ["crashed"],
+                "crash": (fit.stderr.strip().splitlines() or ["no output"])[-1]}
     lines = [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
     events = [f"{ln['event']} at {ln.get('collapsed_at', ln['iter'])} ({'; '.join(ln['problems'])})"
               for ln in lines if "event" in ln]
@@ -180,7 +183,8 @@ def main() -> None:
     for name in names:  # built once, before the jobs start
         args = write_scene(SCENES[name](), a.out / "scenes" / name)
         (a.out / "scenes" / name / "args.json").write_text(json.dumps(args))
-    jobs = [(s, p, int(seed)) for s in names for p in a.precisions.split(",") for seed in a.seeds.split(",")]
+    # seed-major order: a suite cut short still covers every scene
+    jobs = [(s, p, int(seed)) for seed in a.seeds.split(",") for p in a.precisions.split(",") for s in names]
     results = []
     t0 = time.time()
     with ThreadPoolExecutor(a.jobs) as pool:
@@ -188,6 +192,7 @@ def main() -> None:
             results.append(r)
             print(row(r), flush=True)
             (a.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    results.sort(key=lambda r: (names.index(r["scene"]), r["precision"] != "fp32", r["seed"]))
     text = table(results)
     text += (f"\ntrainer fit defaults{' + ' + ' '.join(fit_args) if fit_args else ''}; {a.samples} samples per run, "
              f"UNet {a.unet_steps} steps; {a.jobs} single-threaded jobs at once; wall {(time.time() - t0) / 60:.0f} min")

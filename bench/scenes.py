@@ -109,13 +109,13 @@ def balloons() -> SceneSpec:
 
 
 def stones() -> SceneSpec:
-    """Objects on a texture: seven shaded, gravel-textured stones lying on a brick pavement. 240x240, 2 classes."""
-    h, w = 240, 240
+    """Objects on a texture: seven shaded, gravel-textured stones lying on a brick pavement. 320x192, 2 classes."""
+    h, w = 192, 320
     rng = np.random.default_rng(12)
     img = _tint(_texture("brick", h, w, scale=0.55), (95, 50, 40), (200, 130, 100))
     mask = np.zeros((h, w), np.uint8)
     grain = _texture("gravel", h, w, scale=0.5)
-    for cy, cx in [(45, 50), (40, 150), (95, 200), (120, 95), (175, 40), (185, 150), (210, 215)]:
+    for cy, cx in [(40, 50), (35, 170), (80, 260), (100, 110), (150, 40), (155, 190), (150, 285)]:
         cy, cx = cy + rng.integers(-6, 7), cx + rng.integers(-6, 7)
         ry, rx = rng.uniform(14, 22), rng.uniform(16, 26)
         inside, r = _ellipse(h, w, cy, cx, ry, rx)
@@ -154,13 +154,13 @@ def wires() -> SceneSpec:
 
 
 def beads() -> SceneSpec:
-    """Many small objects, binary mask: about 40 small dark beads (radius 4-8 px) on a tissue section
-    (skimage immunohistochemistry). 256x256; the mask is saved black/white (binary encoding)."""
-    h, w = 256, 256
+    """Many small objects, binary mask: 40 small dark beads (radius 4-8 px) on a tissue section
+    (skimage immunohistochemistry). 320x192; the mask is saved black/white (binary encoding)."""
+    h, w = 192, 320
     rng = np.random.default_rng(14)
     from skimage import data
 
-    img = np.asarray(Image.fromarray(data.immunohistochemistry()).resize((h, w), Image.BILINEAR), np.float32)
+    img = np.asarray(Image.fromarray(data.immunohistochemistry()[:307]).resize((w, h), Image.BILINEAR), np.float32)
     mask = np.zeros((h, w), np.uint8)
     placed = []
     while len(placed) < 40:
@@ -235,11 +235,11 @@ def rolling() -> SceneSpec:
 
 
 def galaxies() -> SceneSpec:
-    """No mask: a crop of the Hubble deep field (public domain, NASA), many small galaxies on black. 256x256."""
+    """No mask: a crop of the Hubble deep field (public domain, NASA), many small galaxies on black. 320x192."""
     from skimage import data
 
-    img = data.hubble_deep_field()[300:812, 250:762]
-    img = np.asarray(Image.fromarray(img).resize((256, 256), Image.BILINEAR))
+    img = data.hubble_deep_field()[300:684, 200:840]
+    img = np.asarray(Image.fromarray(img).resize((320, 192), Image.BILINEAR))
     return SceneSpec("galaxies", "no mask: Hubble deep field crop, many small galaxies", [img], None)
 
 

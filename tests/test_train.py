@@ -107,3 +107,18 @@ def test_fit_without_masks_and_bf16(scene, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["num_classes"] == 0 and cfg["train"]["precision"] == "bf16"
     assert not any(k.startswith("G.mask_converter") for k in _weights(out))
+
+
+def test_fit_with_a_binary_mask_writes_its_palette(tmp_path):
+    """Black/white masks have no palette of their own: the default palette must reach config.json as ints."""
+    from conftest import scene_arrays
+
+    img, mask = scene_arrays()
+    Image.fromarray(img).save(tmp_path / "scene.png")
+    Image.fromarray(((mask > 0) * 255).astype(np.uint8), "L").save(tmp_path / "mask.png")
+    out = tmp_path / "run"
+    res = fit([str(tmp_path / "scene.png"), "--mask", str(tmp_path / "mask.png"), "--out", str(out), "--iters", "1",
+               *TINY])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["data"]["mask_encoding"] == "binary" and cfg["data"]["palette"] == [[0, 0, 0], [128, 0, 0]]

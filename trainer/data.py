@@ -127,7 +127,7 @@ def _class_table(masks: list[np.ndarray], encoding: str, file_palette: list[int]
     elif file_palette is not None:
         palette = [file_palette[3 * v: 3 * v + 3] for v in ids]
     else:
-        palette = [list(c) for c in default_palette(len(ids))]
+        palette = [[int(v) for v in c] for c in default_palette(len(ids))]  # JSON needs ints, not numpy
     return ids, palette
 
 

@@ -66,12 +66,31 @@ class GBlock(nn.Module):
         return h + sc
 
 
+def activation_bounds(x: torch.Tensor, ceiling: float, floor: float) -> torch.Tensor:
+    """Penalty keeping a block output (B, C, H, W) in the range healthy training stays in; zero inside it.
+
+    - ceiling: mean(relu(|x| - ceiling)^2). Spectral norm bounds each 3x3 kernel reshaped into a matrix, which
+      still lets a convolution amplify a spatially constant input 3x (its nine taps add up): collapsing runs
+      grew block outputs ~10x per block until tanh saturated to one flat colour (healthy: RMS 0.1-0.8).
+    - floor: relu(floor - r)^2, r = the mean std over the batch / the RMS of x: how much of the output
+      depends on the latent. In collapsing runs it fell to 0.04-0.10 in the last blocks, every latent giving
+      the same image (healthy: 0.3-0.6). Scale-free, so it cannot be met by growing activations.
+    (issue 11, docs/robustness/experiments.md)
+    """
+    xf = x.float()
+    penalty = F.relu(xf.abs() - ceiling).square().mean() if ceiling > 0 else xf.new_zeros(())
+    if floor > 0 and x.shape[0] > 1:
+        ratio = xf.std(0).mean() / (xf.square().mean().sqrt() + 1e-6)
+        penalty = penalty + F.relu(floor - ratio).square()
+    return penalty
+
+
 @dataclass
 class GOutput:
     images: list[torch.Tensor]  # tanh RGB of the last `n_rgb` blocks, coarse to fine; images[-1] is the sample
     mask_logits: torch.Tensor | None  # (B, M, H, W) before softmax
     features: list[torch.Tensor]  # tanh of every block's raw output (diversity regularisation); [] unless asked
-    overflow: torch.Tensor | None = None  # sum over blocks of mean(relu(|x| - ceiling)^2), when a ceiling is given
+    bounds: torch.Tensor | None = None  # the activation bounds' penalty (activation_bounds), when asked for
 
 
 class Generator(nn.Module):
@@ -107,25 +126,28 @@ class Generator(nn.Module):
         x = torch.matmul(z.reshape(b, k, gh * gw).permute(2, 0, 1), w)  # (cells, B, C0)
         return x.permute(1, 2, 0).reshape(b, c0, gh, gw) + self.first_linear.bias.view(1, c0, 1, 1)
 
-    def forward(self, z: torch.Tensor, n_rgb: int = 1, features: bool = False, ceiling: float = 0.0) -> GOutput:
-        return self.synthesize(self.latent_features(z), n_rgb=n_rgb, features=features, ceiling=ceiling)
+    def forward(self, z: torch.Tensor, n_rgb: int = 1, features: bool = False,
+                bounds: tuple[float, float] | None = None) -> GOutput:
+        return self.synthesize(self.latent_features(z), n_rgb=n_rgb, features=features, bounds=bounds)
 
-    def synthesize(self, x: torch.Tensor, n_rgb: int = 1, features: bool = False, ceiling: float = 0.0) -> GOutput:
-        """Run the blocks on a first-layer map of any grid size (custom grids at export time)."""
+    def synthesize(self, x: torch.Tensor, n_rgb: int = 1, features: bool = False,
+                   bounds: tuple[float, float] | None = None) -> GOutput:
+        """Run the blocks on a first-layer map of any grid size (custom grids at export time). `bounds`
+        (ceiling, floor), in training only, adds activation_bounds() of every block output to the output."""
         images, feats = [], []
-        overflow = None
+        penalty = None
         g = len(self.body)
         for i, block in enumerate(self.body):
             x = block(x)
             if features:
                 feats.append(torch.tanh(x))
-            if ceiling > 0:  # the activation ceiling (training only): zero while every |x| <= ceiling
-                excess = F.relu(x.abs() - ceiling).float().square().mean()
-                overflow = excess if overflow is None else overflow + excess
+            if bounds is not None:
+                term = activation_bounds(x, *bounds)
+                penalty = term if penalty is None else penalty + term
             if i >= g - n_rgb:
                 images.append(torch.tanh(self.rgb_converters[i](x)))
         mask_logits = self.mask_converter(x) if self.cfg.has_masks else None
-        return GOutput(images=images, mask_logits=mask_logits, features=feats, overflow=overflow)
+        return GOutput(images=images, mask_logits=mask_logits, features=feats, bounds=penalty)
 
 
 def to_uint8(image: torch.Tensor, mask_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:

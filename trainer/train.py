@@ -42,7 +42,7 @@ REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
 
 
 # settings that runs from before issue 11 did not record, with the values they were trained with
-LEGACY = {"lambda_freq": 0.0, "ceiling": 0.0, "mask_resize": "nearest"}
+LEGACY = {"lambda_freq": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest"}
 
 # `trainer fit` defaults per device: index True = CPU (the short recipe of bench/robustness.py), False = GPU
 # (the reference's: 320 px, reference widths, 100,000 iterations).
@@ -81,7 +81,8 @@ class TrainConfig:
     max_rollbacks: int = 2
     # Issue 11 (docs/robustness/experiments.md), none of them in the reference:
     lambda_freq: float = 1.0  # class-frequency prior: TV of the fake batch's hard class shares vs the training's
-    ceiling: float = 4.0  # activation ceiling: G's loss + mean(relu(|x| - ceiling)^2) per block output (0: off)
+    ceiling: float = 4.0  # activation bounds (generator.activation_bounds): |block output| above this is penalised
+    floor: float = 0.3  # ...and a latent-dependent share of it below this; 0 and 0 turn them off
     mask_resize: str = "area"  # the MCA mask at the feature resolution: "area" (class fractions) or "nearest"
 
     @classmethod
@@ -171,7 +172,8 @@ class Trainer:
         # G step (D's weights frozen: their gradients are not needed here)
         self.D.requires_grad_(False)
         with self.autocast():
-            out = self.G(z, n_rgb=n_ll, features=tc.lambda_dr > 0, ceiling=tc.ceiling)
+            bounds = (tc.ceiling, tc.floor) if tc.ceiling > 0 or tc.floor > 0 else None
+            out = self.G(z, n_rgb=n_ll, features=tc.lambda_dr > 0, bounds=bounds)
             fake_pyr = out.images[::-1]
             fake_mask = None
             if mc.has_masks:
@@ -180,8 +182,8 @@ class Trainer:
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
             zero = torch.zeros((), device=self.device)
             freq = class_frequency_prior(out.mask_logits, self.class_share) if mc.has_masks else zero
-            overflow = out.overflow if out.overflow is not None else zero
-            loss_g = loss_adv + tc.lambda_freq * freq + overflow
+            penalty = out.bounds if out.bounds is not None else zero
+            loss_g = loss_adv + tc.lambda_freq * freq + penalty
             dr = diversity(out.features) if tc.lambda_dr > 0 else zero
         self.opt_G.zero_grad(set_to_none=True)
         if tc.precision == "bf16" and tc.lambda_dr > 0:
@@ -214,7 +216,7 @@ class Trainer:
         self.update_ema()
         self.iteration += 1
         self.guard.observe(float(loss_fake.detach()))
-        scalars = {"G": loss_adv, "DR": dr, "freq": freq, "overflow": overflow, "D_real": loss_real, "D_fake": loss_fake}
+        scalars = {"G": loss_adv, "DR": dr, "freq": freq, "bounds": penalty, "D_real": loss_real, "D_fake": loss_fake}
         return {**{k: float(v.detach()) for k, v in scalars.items()},
                 **{f"real_{k}": v for k, v in s_real.items()}, **{f"fake_{k}": v for k, v in s_fake.items()}}
 
