@@ -67,3 +67,36 @@ def test_diversity_gradient_matches_autograd_of_the_formula():
         assert torch.allclose(x.grad, y.grad) and x.grad.is_contiguous(memory_format=torch.channels_last)
     assert torch.autograd.gradcheck(PairwiseL1.apply, (torch.randn(4, 2, 3, 3, dtype=torch.float64,
                                                                    requires_grad=True),))
+
+
+def test_class_frequency_prior_value_and_gradient():
+    from trainer.losses import class_frequency_prior
+
+    # 2 samples of 1x2 pixels, 3 classes: argmax shares class0 3/4, class1 1/4, class2 0; training 0.5/0.25/0.25
+    logits = torch.tensor([[[[5.0, 5.0]], [[0.0, 0.0]], [[-1.0, -1.0]]],
+                           [[[5.0, 0.0]], [[0.0, 5.0]], [[-1.0, -1.0]]]], requires_grad=True)
+    share = torch.tensor([0.5, 0.25, 0.25])
+    loss = class_frequency_prior(logits, share)
+    assert torch.isclose(loss, torch.tensor(0.25))  # TV: (|0.75-0.5| + 0 + |0-0.25|) / 2
+    loss.backward()
+    g = logits.grad
+    # straight to the logits, +-1/(2N) at every pixel (N = 4): down for the over-drawn class, up for the missing
+    assert torch.allclose(g[:, 0], torch.full_like(g[:, 0], 0.125))
+    assert torch.allclose(g[:, 2], torch.full_like(g[:, 2], -0.125))
+    assert torch.all(g[:, 1] == 0)  # on target: sign(0) = 0
+
+
+def test_activation_bounds_are_zero_in_the_healthy_range():
+    from trainer.generator import activation_bounds
+
+    torch.manual_seed(0)
+    healthy = torch.randn(5, 8, 6, 10) * 0.5  # varies with the sample, well below the ceiling
+    assert activation_bounds(healthy, 4.0, 0.3) == 0
+    exploded = healthy + 50.0  # a huge constant part: above the ceiling and latent-independent
+    assert activation_bounds(exploded, 4.0, 0.0) > 1000
+    same = healthy[:1].expand(5, -1, -1, -1)  # every sample alike: only the floor fires
+    assert torch.isclose(activation_bounds(same, 4.0, 0.3), torch.tensor(0.09))
+    assert activation_bounds(healthy[:1], 4.0, 0.3) == 0  # one sample has no spread: the floor stays off
+    x = exploded.clone().requires_grad_()
+    activation_bounds(x, 4.0, 0.3).backward()
+    assert (x.grad > 0).all()  # pushes every too-large activation down

@@ -127,3 +127,23 @@ def test_fused_resampling_convs_equal_the_unfused_pairs(size):
         ref.backward(g)
         assert torch.allclose(xa.grad, xb.grad)
         assert torch.allclose(fused.weight.grad, plain.weight.grad) and torch.allclose(fused.bias.grad, plain.bias.grad)
+
+
+def test_mca_area_masks_keep_thin_structures():
+    """A 1-px line is 1/8 of a feature cell at 1/8 resolution: area resizing keeps it as a fraction in every
+    cell it crosses; nearest sampling keeps it only where a sampled pixel happens to land on it."""
+    cfg = auto_config(64, 96, num_classes=2, width_mult=0.25)
+    D = Discriminator(cfg).eval()
+    ids = torch.zeros(1, 64, 96, dtype=torch.long)
+    ids[:, :, 37] = 1  # a vertical line, 1 px wide
+    mask = torch.nn.functional.one_hot(ids, 2).permute(0, 3, 1, 2).float()
+    pyramid = image_pyramid(torch.zeros(1, 3, 64, 96), cfg.d_lowlevel)
+    with torch.no_grad():
+        area = D(pyramid, mask, mask_resize="area").small_mask
+        nearest = D(pyramid, mask, mask_resize="nearest").small_mask
+    factor = 64 // area.shape[-2]
+    assert torch.allclose(area.sum(1), torch.ones_like(area[:, 0]))  # class fractions per cell
+    column = area[0, 1, :, 37 // factor]
+    assert torch.allclose(column, torch.full_like(column, 1 / factor))  # the line's share of every cell it crosses
+    assert area[0, 1].sum() * factor * factor == pytest.approx(64)  # its pixel count survives
+    assert nearest[0, 1].sum() == 0  # nearest sampling lost it

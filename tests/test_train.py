@@ -122,3 +122,40 @@ def test_fit_with_a_binary_mask_writes_its_palette(tmp_path):
     assert res.exit_code == 0, res.output
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["data"]["mask_encoding"] == "binary" and cfg["data"]["palette"] == [[0, 0, 0], [128, 0, 0]]
+
+
+def test_cpu_defaults_are_the_documented_recipe(scene, tmp_path):
+    img, mask = scene
+    out = tmp_path / "run"
+    res = fit([str(img), "--mask", str(mask), "--out", str(out), "--iters", "1", "--batch-size", "2", "--device",
+               "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    from trainer.train import RECIPES
+
+    assert RECIPES[True] == {"max_size": 160, "width": 0.25, "iters": 3000, "lr": 1e-4, "save_every": 500,
+                             "preview_every": 500}
+    assert cfg["model"]["width_mult"] == 0.25 and cfg["train"]["lr_g"] == cfg["train"]["lr_d"] == 1e-4
+    assert (cfg["train"]["save_every"], cfg["train"]["preview_every"]) == (500, 500)
+    assert (cfg["train"]["lambda_freq"], cfg["train"]["ceiling"], cfg["train"]["floor"]) == (1.0, 4.0, 0.3)
+    assert cfg["train"]["mask_resize"] == "area"
+
+
+def test_resuming_a_run_from_before_issue_11_keeps_its_training(scene, tmp_path):
+    """Runs that did not record the class-frequency prior, the activation bounds and the MCA mask resizing
+    were trained without them; a resume must not switch them on."""
+    img, mask = scene
+    out = tmp_path / "run"
+    assert fit([str(img), "--mask", str(mask), "--out", str(out), "--iters", "2", "--log-every", "1", *TINY]).exit_code == 0
+    cfg = json.loads((out / "config.json").read_text())
+    for key in ("lambda_freq", "ceiling", "floor", "mask_resize", "check_every", "guard", "max_rollbacks"):
+        del cfg["train"][key]
+    (out / "config.json").write_text(json.dumps(cfg))
+    res = CliRunner().invoke(main, ["resume", str(out), "--iters", "4", "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert [ln["bounds"] for ln in _losses(out)][2:] == [0, 0]  # no activation bounds after the resume
+    from trainer.train import TrainConfig
+
+    old = TrainConfig.from_dict(cfg["train"])
+    assert (old.lambda_freq, old.ceiling, old.floor, old.mask_resize) == (0.0, 0.0, 0.0, "nearest")
+    assert old.guard and old.check_every == 100  # the guard itself is new for everyone
