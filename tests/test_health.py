@@ -174,3 +174,15 @@ def test_resume_after_a_rollback_is_exact(scene, tmp_path, monkeypatch):
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
     strip = lambda lines: [{k: v for k, v in x.items() if k != "time"} for x in lines]  # noqa: E731
     assert strip(_lines(straight)) == strip(_lines(split))
+
+
+def test_a_stopped_run_resumes_only_with_the_guard_relaxed(scene, tmp_path, monkeypatch):
+    _sabotage(monkeypatch, lambda t: True)
+    out = tmp_path / "run"
+    assert _fit(scene, out, "--iters", "40", "--max-rollbacks", "0", *GUARDED).exit_code == 1
+    res = CliRunner().invoke(main, ["resume", str(out), "--iters", "14", "-q"])
+    assert res.exit_code == 1 and "training collapsed at iteration 11" in res.output  # the same verdict at once
+    res = CliRunner().invoke(main, ["resume", str(out), "--iters", "14", "--no-guard", "-q"])
+    assert res.exit_code == 0, res.output
+    assert list_checkpoints(out / "checkpoints")[-1].name == "ckpt-000000014.safetensors"
+    assert json.loads((out / "config.json").read_text())["train"]["guard"] is False

@@ -110,6 +110,8 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
                         ("--check-every", check_every)):
         if value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
+    if lr <= 0 or lambda_freq < 0:
+        raise ConfigError(f"--lr must be positive and --lambda-freq at least 0, got {lr} and {lambda_freq}")
     if max_frames is not None and max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
     _check_out(out, overwrite)
@@ -120,8 +122,6 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
         model_cfg = auto_config(h, w, max_size=max_size, num_classes=scene.num_classes, width_mult=width_mult)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e} (image {w}x{h}, --max-size {max_size})") from None
-    if lr <= 0 or lambda_freq < 0:
-        raise ConfigError("--lr must be positive and --lambda-freq at least 0")
     train_cfg = TrainConfig(iters=iters, batch_size=batch_size, lr_g=lr, lr_d=lr, aug_prob=aug_prob,
                             lambda_freq=lambda_freq, lambda_dr=lambda_dr,
                             ema_decay=ema_decay, bernoulli_warmup=bernoulli_warmup, seed=seed, device=device,
@@ -147,9 +147,11 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--iters", type=int, default=None, help="New total number of iterations.")
+@click.option("--guard/--no-guard", default=None, help="Change whether a collapse rolls back (default: as the run).")
+@click.option("--max-rollbacks", type=click.IntRange(0), default=None, help="Change the rollback budget.")
 @click.option("-q", "--quiet", is_flag=True)
 @user_errors
-def resume(run_dir, iters, quiet):
+def resume(run_dir, iters, guard, max_rollbacks, quiet):
     """Continue the run in RUN_DIR from its latest checkpoint."""
     from .config import ModelConfig
     from .train import CONFIG_FORMAT, TrainConfig, Trainer, read_run, to_float_images
@@ -166,15 +168,15 @@ def resume(run_dir, iters, quiet):
         if isinstance(e, RunError):
             raise
         raise RunError(f"{run_dir}: cannot read the run ({e.__class__.__name__}: {e})") from None
-    if iters is not None:
-        if iters < 1:
-            raise ConfigError(f"--iters must be at least 1, got {iters}")
-        train_cfg = TrainConfig(**{**asdict(train_cfg), "iters": iters})
+    if iters is not None and iters < 1:
+        raise ConfigError(f"--iters must be at least 1, got {iters}")
+    changes = {k: v for k, v in (("iters", iters), ("guard", guard), ("max_rollbacks", max_rollbacks)) if v is not None}
+    train_cfg = TrainConfig(**{**asdict(train_cfg), **changes})
     trainer = Trainer(run_dir, model_cfg, train_cfg, to_float_images(images), masks,
                       config["data"].get("palette") or None)
     start = trainer.restore_latest()
-    if iters is not None:
-        config["train"]["iters"] = iters
+    if changes:  # later resumes keep them
+        config["train"].update(changes)
         from .checkpoint import atomic_write_text
         atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
     if not quiet:

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from tqdm import tqdm
 
+from zoo.errors import UserError
+
 from . import __version__
 from .augment import augment
 from .checkpoint import (atomic_save_tensors, atomic_write_bytes, atomic_write_text, guard_state, is_healthy,
@@ -35,7 +37,6 @@ from .health import GuardState, Probe
 from .losses import adversarial, class_frequency_prior, diversity, generator_objective
 from .perf import keep_freed_memory
 from .preview import preview_grid
-from zoo.errors import UserError
 
 CONFIG_FORMAT = "oneshot-gan-run/1"
 REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
@@ -306,11 +307,9 @@ class Trainer:
         with open(self.run_dir / "losses.jsonl", "a") as f:
             f.write(json.dumps(event) + "\n")
 
-    def _log(self, stats: dict[str, float], elapsed: float) -> None:
-        line = json.dumps({"iter": self.iteration, "time": round(elapsed, 4),
-                           **{k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()}})
-        with open(self.run_dir / "losses.jsonl", "a") as f:
-            f.write(line + "\n")
+    def _log(self, stats: dict, elapsed: float) -> None:
+        self._log_event({"iter": self.iteration, "time": round(elapsed, 4),
+                         **{k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()}})
 
     def _trim_log(self) -> None:
         """Drop loss lines written after the checkpoint we resume from (a crash between saves, or a rollback)."""
