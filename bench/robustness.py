@@ -17,7 +17,7 @@ those of one core. Outputs: the table (stdout and OUT/table.txt), OUT/results.js
 per scene, OUT/<scene>.png (for each run: its first 6 samples beside their masks).
 
     .venv/bin/python bench/robustness.py OUT [--scenes a,b] [--seeds 0,1] [--precisions fp32,bf16] [--jobs 2]
-        [--samples 100] [--unet-steps 500] [-- extra trainer fit options]
+        [--samples 100] [--unet-steps 500] [--eval-only] [-- extra trainer fit options]
 """
 
 from __future__ import annotations
@@ -74,12 +74,20 @@ def worker(a) -> dict:
     if "mask" in args:
         cmd += ["--mask", args["mask"], "--classes", args["classes"]]
     t0 = time.perf_counter()
-    fit = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if a.eval_only:  # re-judge a finished run (after a metric changed); training time from its log
+        fit = subprocess.CompletedProcess(cmd, 0, "", "")
+    else:
+        fit = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     train_s = time.perf_counter() - t0
     if not (run / "checkpoints").is_dir():  # trainer fit refused or crashed before training
         return {"scene": a.scene, "precision": a.precision, "seed": a.seed, "fails": ["crashed"],
                 "crash": (fit.stderr.strip().splitlines() or ["no output"])[-1]}
     lines = [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
+    if a.eval_only:
+        stored = json.loads((run / "train_s.json").read_text())
+        train_s, fit.returncode = stored["train_s"], stored["exit"]
+    else:
+        (run / "train_s.json").write_text(json.dumps({"train_s": train_s, "exit": fit.returncode}))
     events = [f"{ln['event']} at {ln.get('collapsed_at', ln['iter'])} ({'; '.join(ln['problems'])})"
               for ln in lines if "event" in ln]
     checks = [ln["health"] for ln in lines if "health" in ln]
@@ -110,7 +118,8 @@ def worker(a) -> dict:
 def job(scene: str, precision: str, seed: int, a) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, __file__, str(a.out), "--worker", "--scene", scene, "--precision", precision,
-           "--seed", str(seed), "--samples", str(a.samples), "--unet-steps", str(a.unet_steps), "--", *a.fit_args]
+           "--seed", str(seed), "--samples", str(a.samples), "--unet-steps", str(a.unet_steps),
+           *(["--eval-only"] if a.eval_only else []), "--", *a.fit_args]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
         tail = res.stderr.strip().splitlines()[-1:] or ["no output"]
@@ -168,6 +177,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--unet-steps", type=int, default=500)
+    ap.add_argument("--eval-only", action="store_true", help="re-evaluate the runs already in OUT, no training")
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--scene")
     ap.add_argument("--precision")

@@ -48,11 +48,20 @@ def test_flipped_shifted_and_cropped_copies_count_as_copies():
     crop = np.asarray(Image.fromarray(img[6:6 + 109, 12:12 + 136]).resize((w, h), Image.BILINEAR))
     zoom = np.asarray(Image.fromarray(img[32:96, 40:120]).resize((w, h), Image.BILINEAR))
     other = np.asarray(Image.open(COINS).convert("RGB").rotate(90, expand=True).resize((w, h)))
-    dist, where = metrics.nearest_training_view(np.stack([img[:, ::-1], shifted, crop, zoom, other]), img[None])
-    assert np.all(dist[:4] < metrics.NEAR_COPY) and dist[4] > 2 * metrics.NEAR_COPY, dist
+    views = np.stack([img[:, ::-1], shifted, crop, zoom, other])
+    dist, where = metrics.nearest_training_view(views, img[None])
+    below = metrics.near_copy_threshold(img[None])
+    assert below == pytest.approx(0.06, abs=0.002)  # the coins calibration
+    assert np.all(dist[:4] < below) and dist[4] > 2 * below, dist
     assert where[0][1] is True and where[3][2] == 0.5    # found as the mirror image; as a 2x zoom
     view = metrics.training_view(img[None], where[0])
     assert np.abs(view.astype(int) - img[:, ::-1]).mean() < 2
+    # the same views of a low-contrast version: the verdicts must not change (an absolute threshold called
+    # the rotated image a copy here)
+    dim = lambda x: (x.astype(np.float32) * 0.3 + 90).round().astype(np.uint8)  # noqa: E731
+    dist, _ = metrics.nearest_training_view(dim(views), dim(img)[None])
+    below = metrics.near_copy_threshold(dim(img)[None])
+    assert np.all(dist[:4] < below) and dist[4] > 2 * below and dist[4] < 0.06, (dist, below)
 
 
 def test_class_frequencies_and_iou_known_answers():

@@ -108,6 +108,7 @@ def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path 
     timing = {}
     t = time.perf_counter()
     dist, matches = metrics.nearest_training_view(m.images, m.frames)
+    copy_below = metrics.near_copy_threshold(m.frames)
     scores = m.scorer.scores(m.images)
     pairs = metrics.sample_pairs(len(m.images), 1000, seed)
     result = {
@@ -117,8 +118,8 @@ def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path 
                       "ms_ssim": metrics.ms_ssim_diversity(m.images, 1000, seed)},
         "memorisation": {"dist_to_train_mean": round(float(dist.mean()), 5),
                          "dist_to_train_min": round(float(dist.min()), 5),
-                         "near_copy_threshold": metrics.NEAR_COPY,
-                         "near_copies": round(float((dist < metrics.NEAR_COPY).mean()), 5)},
+                         "near_copy_threshold": round(copy_below, 5),
+                         "near_copies": round(float((dist < copy_below).mean()), 5)},
         "quality_score": {"score": "patch-frechet-v1", "mean": round(float(scores.mean()), 6),
                           "median": round(float(np.median(scores)), 6),
                           "p85": round(float(np.quantile(scores, 0.85)), 6)},
@@ -140,7 +141,7 @@ def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path 
     per_lpips = result["lpips"].pop("per_sample_dist", None)
     result["per_sample"] = [
         {"index": i, "quality_score": round(float(scores[i]), 6), "dist_to_train": round(float(dist[i]), 5),
-         "near_copy": bool(dist[i] < metrics.NEAR_COPY),
+         "near_copy": bool(dist[i] < copy_below),
          "nearest_region": dict(zip(("frame", "flipped", "scale", "y", "x"), matches[i])),
          **({"sifid": per_sifid[i]} if per_sifid else {}), **({"lpips_dist_to_train": per_lpips[i]} if per_lpips else {})}
         for i in range(len(m.images))]
