@@ -5,7 +5,7 @@ latent batch through the raw G, saturated share, per-class presence, D's fake lo
 Every (scene, variant, seed) job runs in its own single-threaded process, --jobs at a time.
 
     .venv/bin/python bench/collapse_study.py --scenes balloons --variants default,no_prior --seeds 0,1 \\
-        [--iters 3000] [--stop-at 1500] [--max-size 160] [--width 0.25] [--precision fp32] [--json out.json]
+        [--iters 3000] [--stop-at 1500] [--max-size 160] [--width 0.25] [--precision fp32] [--json out.json] [--eval]
 
 A variant is a name from VARIANTS (TrainConfig overrides); --iters sets the schedule (warm-up, EMA horizon),
 --stop-at ends the job earlier to save time.
@@ -46,31 +46,32 @@ def worker(a) -> dict:
     import numpy as np
     import torch
 
+    from bench.robustness import judge
     from bench.scenes import SCENES, write_scene
     from trainer.config import auto_config
     from trainer.data import load_scene, to_training_arrays
-    from trainer.train import TrainConfig, Trainer, to_float_images, write_run
+    from trainer.train import CollapseError, TrainConfig, Trainer, to_float_images, write_run
 
     torch.set_num_threads(1)
     scene_dir = Path(a.tmp) / "scenes" / a.scene
     args = write_scene(SCENES[a.scene](), scene_dir)
     scene = load_scene(Path(args["source"]), Path(args["mask"]) if "mask" in args else None)
     mc = auto_config(*scene.size, max_size=a.max_size, num_classes=scene.num_classes, width_mult=a.width)
-    over = dict(VARIANTS[a.variant])
-    if over.get("bernoulli_warmup") == -1:
-        over["bernoulli_warmup"] = a.iters // 3
     tc = TrainConfig(iters=a.iters, seed=a.seed, precision=a.precision, device="cpu", save_every=500,
-                     preview_every=a.iters, check_every=a.check_every, **over).resolved()
+                     preview_every=a.iters, check_every=a.check_every, **VARIANTS[a.variant]).resolved()
     images, masks = to_training_arrays(scene, mc.height, mc.width)
     run = Path(a.tmp) / "runs" / f"{a.scene}-{a.variant}-{a.precision}-{a.seed}"
-    write_run(run, mc, tc, {"palette": scene.palette}, images, masks)
+    write_run(run, mc, tc, {"palette": scene.palette, "class_names": scene.class_names}, images, masks)
     trainer = Trainer(run, mc, tc, to_float_images(images), masks, scene.palette or None)
 
     def stop(t):
         if t.iteration >= a.stop_at:
             t.stop_requested = True
 
-    trainer.fit(quiet=True, on_step=stop)
+    try:
+        trainer.fit(quiet=True, on_step=stop)
+    except CollapseError:
+        pass  # stopped by the guard: the events say so
     trainer.write_preview()
     if a.keep_previews:
         dst = Path(a.keep_previews) / f"{run.name}.png"
@@ -82,7 +83,8 @@ def worker(a) -> dict:
             "train_share": None if trainer.probe.train_share is None else
             [round(float(v), 4) for v in trainer.probe.train_share],
             "s_per_it": float(np.median([ln["time"] for ln in lines if "time" in ln])), "checks": checks,
-            "events": [ln for ln in lines if "event" in ln]}
+            "events": [ln for ln in lines if "event" in ln],
+            "eval": judge(run, 100, 500) if a.eval else None}
 
 
 def job(scene: str, variant: str, seed: int, a, tmp: Path) -> dict:
@@ -90,7 +92,8 @@ def job(scene: str, variant: str, seed: int, a, tmp: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--scene", scene, "--variant", variant, "--seed", str(seed),
            "--iters", str(a.iters), "--stop-at", str(a.stop_at), "--max-size", str(a.max_size),
            "--width", str(a.width), "--precision", a.precision, "--check-every", str(a.check_every),
-           "--tmp", str(tmp)] + (["--keep-previews", a.keep_previews] if a.keep_previews else [])
+           "--tmp", str(tmp)] + (["--keep-previews", a.keep_previews] if a.keep_previews else []) \
+        + (["--eval"] if a.eval else [])
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
         return {"scene": scene, "variant": variant, "seed": seed, "error": res.stderr.strip().splitlines()[-1:]}
@@ -119,6 +122,11 @@ def summary(r: dict) -> str:
             f"{len(r.get('events', []))} rollback(s), late diversity {np.median([c['diversity'] for c in late]):.2f}")
     if late and "class_presence" in late[0]:
         text += f", late worst class presence {min(np.median([c['class_presence'][k] for c in late]) for k in range(len(late[0]['class_presence']))):.2f}"
+    e = r.get("eval")
+    if e:
+        text += (f"; eval: div {e['diversity']:.2f}, copies {100 * e['near_copies']:.0f} %"
+                 + (f", TV {e['tv']:.3f}, mIoU {e['miou']:.1f}, presence {e['presence']}" if "miou" in e else "")
+                 + (" PASS" if not e["fails"] else " FAIL: " + ", ".join(e["fails"])))
     return text
 
 
@@ -137,6 +145,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep-previews", help="folder for each run's final EMA preview")
     ap.add_argument("--workdir", help="keep scenes and runs here (default: a temporary folder)")
+    ap.add_argument("--eval", action="store_true", help="judge each finished run as bench/robustness.py does")
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--scene")
     ap.add_argument("--variant")

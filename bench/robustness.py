@@ -59,12 +59,41 @@ def verdict(r: dict) -> list[str]:
     return fails
 
 
-def worker(a) -> dict:
+def judge(run: Path, samples: int, unet_steps: int, sheets: Path | None = None) -> dict:
+    """A finished run's guard record and `trainer eval` metrics (100 samples of its EMA generator, seed 0),
+    with the verdict; writes a contact-sheet row of its first samples to sheets/<run>.png."""
     import numpy as np
-    import torch
 
     from trainer.evaluate import evaluate, gather
     from trainer.preview import preview_grid
+
+    lines = [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
+    events = [f"{ln['event']} at {ln.get('collapsed_at', ln['iter'])} ({'; '.join(ln['problems'])})"
+              for ln in lines if "event" in ln]
+    checks = [ln["health"] for ln in lines if "health" in ln]
+    m = gather(str(run), samples, seed=0)
+    res = evaluate(m, seed=0, unet_steps=unet_steps)
+    out = {"iters": lines[-1]["iter"], "s_per_it": round(float(np.median([ln["time"] for ln in lines if "time" in ln])), 4),
+           "events": events, "health_problems": checks[-1]["problems"] if checks else [],
+           "diversity": res["diversity"]["pixel_diversity"], "ms_ssim": res["diversity"]["ms_ssim"]["mean"],
+           "near_copies": res["memorisation"]["near_copies"],
+           "dist_to_train": res["memorisation"]["dist_to_train_mean"], "classes": m.class_names}
+    if m.masks is not None:
+        present = np.stack([(m.masks == c).any((1, 2)) for c in range(len(m.class_names))], 1)
+        out.update(train_share=res["class_frequencies"]["training"], generated_share=res["class_frequencies"]["generated"],
+                   tv=res["class_frequencies"]["total_variation"], presence=present.mean(0).round(3).tolist(),
+                   miou=res["mask_alignment"]["miou"], miou_thresholded=res["mask_alignment"]["miou_thresholded"])
+    if sheets is not None:
+        sheets.mkdir(parents=True, exist_ok=True)
+        (sheets / f"{run.name}.png").write_bytes(preview_grid(
+            m.images[:SHEET_SAMPLES], None if m.masks is None else m.masks[:SHEET_SAMPLES], m.palette or None,
+            columns=SHEET_SAMPLES))
+    out["fails"] = verdict(out)
+    return out
+
+
+def worker(a) -> dict:
+    import torch
 
     torch.set_num_threads(1)
     args = json.loads((Path(a.out) / "scenes" / a.scene / "args.json").read_text())
@@ -82,36 +111,14 @@ def worker(a) -> dict:
     if not (run / "checkpoints").is_dir():  # trainer fit refused or crashed before training
         return {"scene": a.scene, "precision": a.precision, "seed": a.seed, "fails": ["crashed"],
                 "crash": (fit.stderr.strip().splitlines() or ["no output"])[-1]}
-    lines = [json.loads(ln) for ln in (run / "losses.jsonl").read_text().splitlines()]
     if a.eval_only:
         stored = json.loads((run / "train_s.json").read_text())
         train_s, fit.returncode = stored["train_s"], stored["exit"]
     else:
         (run / "train_s.json").write_text(json.dumps({"train_s": train_s, "exit": fit.returncode}))
-    events = [f"{ln['event']} at {ln.get('collapsed_at', ln['iter'])} ({'; '.join(ln['problems'])})"
-              for ln in lines if "event" in ln]
-    checks = [ln["health"] for ln in lines if "health" in ln]
-    m = gather(str(run), a.samples, seed=0)
-    res = evaluate(m, seed=0, unet_steps=a.unet_steps)
     out = {"scene": a.scene, "precision": a.precision, "seed": a.seed, "exit": fit.returncode,
            "error": fit.stderr.strip().splitlines()[-1] if fit.returncode else None,
-           "iters": lines[-1]["iter"], "train_s": round(train_s, 1),
-           "s_per_it": round(float(np.median([ln["time"] for ln in lines if "time" in ln])), 4),
-           "events": events, "health_problems": checks[-1]["problems"] if checks else [],
-           "diversity": res["diversity"]["pixel_diversity"], "ms_ssim": res["diversity"]["ms_ssim"]["mean"],
-           "near_copies": res["memorisation"]["near_copies"],
-           "dist_to_train": res["memorisation"]["dist_to_train_mean"], "classes": m.class_names}
-    if m.masks is not None:
-        n = len(m.class_names)
-        present = np.stack([(m.masks == c).any((1, 2)) for c in range(n)], 1)
-        out.update(train_share=res["class_frequencies"]["training"], generated_share=res["class_frequencies"]["generated"],
-                   tv=res["class_frequencies"]["total_variation"], presence=present.mean(0).round(3).tolist(),
-                   miou=res["mask_alignment"]["miou"], miou_thresholded=res["mask_alignment"]["miou_thresholded"])
-    sheet = Path(a.out) / "sheets" / f"{run.name}.png"
-    sheet.parent.mkdir(parents=True, exist_ok=True)
-    sheet.write_bytes(preview_grid(m.images[:SHEET_SAMPLES], None if m.masks is None else m.masks[:SHEET_SAMPLES],
-                                   m.palette or None, columns=SHEET_SAMPLES))
-    out["fails"] = verdict(out)
+           "train_s": round(train_s, 1), **judge(run, a.samples, a.unet_steps, Path(a.out) / "sheets")}
     return out
 
 
