@@ -1,5 +1,5 @@
-"""The collapse guard's signals: a fixed batch of latents through the raw generator, checked every few hundred
-iterations, plus the discriminator's fake loss over the iterations since the last check.
+"""The collapse guard's signals: a fixed batch of latents through the raw generator, checked every `check_every`
+iterations (100), plus the discriminator's fake loss over the iterations since the last check.
 
 Measured on the raw G (not the EMA, which lags collapses by its horizon) in eval mode, so spectral norm does
 not run its power iteration and the probe changes nothing in the training state: a run with checks gives the
