@@ -35,6 +35,8 @@ VARIANTS: dict[str, dict] = {
     "nearest_masks": {"mask_resize": "nearest"},
     "lr_2e-4": {"lr_g": 2e-4, "lr_d": 2e-4},
     "dr5": {"lambda_dr": 0.5},
+    "rescue": {"freq_rescue": 0.5},
+    "freq03": {"lambda_freq": 0.3},
     "before": {"lambda_freq": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest", "lr_g": 2e-4,
                "lr_d": 2e-4},  # the trainer as it was before issue 11
 }

@@ -14,7 +14,8 @@ Scenes without a mask are judged on the guard, diversity and near-copies only.
 Each job trains and evaluates in its own single-threaded process, --jobs at a time (two single-threaded
 runs do about twice the work of one two-threaded run on this 2-core machine); training times are therefore
 those of one core. Outputs: the table (stdout and OUT/table.txt), OUT/results.json, and a contact sheet
-per scene, OUT/<scene>.png (for each run: its first 6 samples beside their masks).
+per scene, OUT/<scene>.png (for each run: its first 6 samples beside their masks). Runs of earlier
+invocations into the same OUT stay in the table and sheets, so the suite can be run in parts.
 
     .venv/bin/python bench/robustness.py OUT [--scenes a,b] [--seeds 0,1] [--precisions fp32,bf16] [--jobs 2]
         [--samples 100] [--unet-steps 500] [--eval-only] [-- extra trainer fit options]
@@ -134,6 +135,16 @@ def job(scene: str, precision: str, seed: int, a) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def key(r: dict) -> str:
+    return f"{r['scene']}-{r['precision']}-{r['seed']}"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def row(r: dict) -> str:
     head = f"{r['scene']:9s} {r['precision']:4s} {r['seed']:>4d}"
     if "crash" in r:
@@ -202,19 +213,23 @@ def main() -> None:
         (a.out / "scenes" / name / "args.json").write_text(json.dumps(args))
     # seed-major order: a suite cut short still covers every scene
     jobs = [(s, p, int(seed)) for seed in a.seeds.split(",") for p in a.precisions.split(",") for s in names]
-    results = []
+    # results of earlier invocations into the same OUT stay in the table unless this one redoes them
+    store = a.out / "results.json"
+    results = {key(r): r for r in (json.loads(store.read_text()) if store.exists() else [])}
     t0 = time.time()
     with ThreadPoolExecutor(a.jobs) as pool:
         for r in pool.map(lambda j: job(*j, a), jobs):
-            results.append(r)
+            results[key(r)] = r
             print(row(r), flush=True)
-            (a.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    results.sort(key=lambda r: (names.index(r["scene"]), r["precision"] != "fp32", r["seed"]))
+            atomic_write(store, json.dumps(list(results.values()), indent=1) + "\n")
+    order = list(SCENES)
+    results = sorted(results.values(), key=lambda r: (order.index(r["scene"]), r["precision"] != "fp32", r["seed"]))
     text = table(results)
     text += (f"\ntrainer fit defaults{' + ' + ' '.join(fit_args) if fit_args else ''}; {a.samples} samples per run, "
-             f"UNet {a.unet_steps} steps; {a.jobs} single-threaded jobs at once; wall {(time.time() - t0) / 60:.0f} min")
+             f"UNet {a.unet_steps} steps; {a.jobs} single-threaded jobs at once; this invocation's wall "
+             f"{(time.time() - t0) / 60:.0f} min")
     print("\n" + text)
-    (a.out / "table.txt").write_text(text + "\n")
+    atomic_write(a.out / "table.txt", text + "\n")
     contact_sheets(results, a.out)
 
 
