@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Ablations of the final trainer: each turns one issue-11 change off again. The variants of the experiment log
-# that used since-removed code (other MCA weightings, a soft KL prior, R1) ran at commits 364ac8c..b454be4.
+# that used since-removed code (other MCA weightings, a soft KL prior, R1) ran at commits 364ac8c..b454be4, the
+# hinge ("rescue") form of the class-frequency prior at 2b6d9a9.
 VARIANTS: dict[str, dict] = {
     "default": {},
     "no_prior": {"lambda_freq": 0.0},
@@ -35,8 +36,8 @@ VARIANTS: dict[str, dict] = {
     "nearest_masks": {"mask_resize": "nearest"},
     "lr_2e-4": {"lr_g": 2e-4, "lr_d": 2e-4},
     "dr5": {"lambda_dr": 0.5},
-    "rescue": {"freq_rescue": 0.5},
     "freq03": {"lambda_freq": 0.3},
+    "aug03": {"aug_prob": 0.3},
     "before": {"lambda_freq": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest", "lr_g": 2e-4,
                "lr_d": 2e-4},  # the trainer as it was before issue 11
 }

@@ -105,8 +105,7 @@ def generator_objective(adversarial_loss: torch.Tensor | float, diversity_term: 
     return adversarial_loss - lambda_dr * diversity_term
 
 
-def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tensor, *,
-                          rescue: float = 0.0) -> torch.Tensor:
+def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tensor) -> torch.Tensor:
     """Total variation between the class shares of the fake batch's hard (argmax) masks and the training
     masks' shares, with its gradient passed straight to the logits.
 
@@ -119,6 +118,4 @@ def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tenso
     logits = mask_logits.float()
     hard = F.one_hot(logits.detach().argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     share = (hard + logits - logits.detach()).mean((0, 2, 3))  # the hard shares' value, the logits' gradient
-    if rescue > 0:
-        return F.relu(rescue * training_share - share).sum()
     return 0.5 * (share - training_share).abs().sum()

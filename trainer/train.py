@@ -81,7 +81,6 @@ class TrainConfig:
     guard: bool = True  # act on a collapse: roll back (max_rollbacks times), then stop
     max_rollbacks: int = 2
     # Issue 11 (docs/robustness/experiments.md), none of them in the reference:
-    freq_rescue: float = 0.0
     lambda_freq: float = 1.0  # class-frequency prior: TV of the fake batch's hard class shares vs the training's
     ceiling: float = 4.0  # activation bounds (generator.activation_bounds): |block output| above this is penalised
     floor: float = 0.3  # ...and a latent-dependent share of it below this; 0 and 0 turn them off
@@ -183,7 +182,7 @@ class Trainer:
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
             zero = torch.zeros((), device=self.device)
-            freq = class_frequency_prior(out.mask_logits, self.class_share, rescue=tc.freq_rescue) if mc.has_masks else zero
+            freq = class_frequency_prior(out.mask_logits, self.class_share) if mc.has_masks else zero
             penalty = out.bounds if out.bounds is not None else zero
             loss_g = loss_adv + tc.lambda_freq * freq + penalty
             dr = diversity(out.features) if tc.lambda_dr > 0 else zero
