@@ -106,23 +106,20 @@ def worker(a) -> dict:
            "--precision", a.precision, "--seed", str(a.seed), "--device", "cpu", "-q", *a.fit_args]
     if "mask" in args:
         cmd += ["--mask", args["mask"], "--classes", args["classes"]]
-    t0 = time.perf_counter()
-    if a.eval_only:  # re-judge a finished run (after a metric changed); training time from its log
-        fit = subprocess.CompletedProcess(cmd, 0, "", "")
+    if a.eval_only:  # re-judge a finished run (after a metric changed): its training record is stored
+        record = json.loads((run / "train_s.json").read_text())
     else:
+        t0 = time.perf_counter()
         fit = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    train_s = time.perf_counter() - t0
-    if not (run / "checkpoints").is_dir():  # trainer fit refused or crashed before training
-        return {"scene": a.scene, "precision": a.precision, "seed": a.seed, "fails": ["crashed"],
-                "crash": (fit.stderr.strip().splitlines() or ["no output"])[-1]}
-    if a.eval_only:
-        stored = json.loads((run / "train_s.json").read_text())
-        train_s, fit.returncode = stored["train_s"], stored["exit"]
-    else:
-        (run / "train_s.json").write_text(json.dumps({"train_s": train_s, "exit": fit.returncode}))
-    out = {"scene": a.scene, "precision": a.precision, "seed": a.seed, "exit": fit.returncode,
-           "error": fit.stderr.strip().splitlines()[-1] if fit.returncode else None,
-           "train_s": round(train_s, 1), **judge(run, a.samples, a.unet_steps, Path(a.out) / "sheets")}
+        if not (run / "checkpoints").is_dir():  # trainer fit refused or crashed before training
+            return {"scene": a.scene, "precision": a.precision, "seed": a.seed, "fails": ["crashed"],
+                    "crash": (fit.stderr.strip().splitlines() or ["no output"])[-1]}
+        record = {"train_s": round(time.perf_counter() - t0, 1), "exit": fit.returncode,
+                  "error": (fit.stderr.strip().splitlines() or ["no output"])[-1] if fit.returncode else None}
+        (run / "train_s.json").write_text(json.dumps(record))
+    out = {"scene": a.scene, "precision": a.precision, "seed": a.seed, "exit": record["exit"],
+           "error": record.get("error"),
+           "train_s": record["train_s"], **judge(run, a.samples, a.unet_steps, Path(a.out) / "sheets")}
     return out
 
 

@@ -85,6 +85,16 @@ def test_class_frequency_prior_value_and_gradient():
     assert torch.allclose(g[:, 2], torch.full_like(g[:, 2], -0.125))
     assert torch.all(g[:, 1] == 0)  # on target: sign(0) = 0
 
+    # one class over its share, two under: the per-pixel gradient is centred over the classes (sums to 0), so
+    # it moves the logits apart instead of raising them all (the argmax ignores a common shift)
+    logits = torch.tensor([[[[5.0, 5.0]], [[0.0, 0.0]], [[-1.0, -1.0]]]] * 2, requires_grad=True)
+    loss = class_frequency_prior(logits, torch.tensor([0.4, 0.3, 0.3]))
+    assert torch.isclose(loss, torch.tensor(0.6))
+    loss.backward()
+    g = logits.grad
+    assert torch.allclose(g.sum(1), torch.zeros(2, 1, 2), atol=1e-7)
+    assert (g[:, 0] > 0).all() and (g[:, 1] < 0).all() and (g[:, 2] < 0).all()
+
 
 def test_activation_bounds_are_zero_in_the_healthy_range():
     from trainer.generator import activation_bounds

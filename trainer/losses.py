@@ -112,10 +112,14 @@ def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tenso
     A class G stops drawing has no pixels, so MCA gives it no loss, and the straight-through softmax gradient
     towards it (p (1 - p)) is ~0 where another class clearly wins: the class never comes back (issue 11,
     docs/robustness/experiments.md). Here every class gets the bounded gradient +-1/(2N) on its logit at every
-    pixel, so an under-drawn class is raised where it is closest to winning the argmax; MCA then decides
-    what those pixels must look like.
+    pixel (less the mean over the classes), so an under-drawn class is raised where it is closest to winning
+    the argmax; MCA then decides what those pixels must look like.
     """
     logits = mask_logits.float()
     hard = F.one_hot(logits.detach().argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
-    share = (hard + logits - logits.detach()).mean((0, 2, 3))  # the hard shares' value, the logits' gradient
+    # Centred over the classes, so each pixel's gradient sums to 0: the argmax (and softmax) ignore a shift
+    # common to all logits, and an uncentred push (more classes under their share than over) raised every
+    # logit without end (to 17-37 on a 6-class scene) through the last block, which then left its range.
+    centred = logits - logits.mean(1, keepdim=True)
+    share = (hard + centred - centred.detach()).mean((0, 2, 3))  # the hard shares' value, the logits' gradient
     return 0.5 * (share - training_share).abs().sum()
