@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 # Ablations of the final trainer: each turns one issue-11 change off again. The variants of the experiment log
 # that used since-removed code (other MCA weightings, a soft KL prior, R1) ran at commits 364ac8c..b454be4, the
-# hinge ("rescue") form of the class-frequency prior at 2b6d9a9.
+# hinge ("rescue") form of the class-frequency prior at 2b6d9a9, the uncentred prior up to b170414.
 VARIANTS: dict[str, dict] = {
     "default": {},
     "no_prior": {"lambda_freq": 0.0},
