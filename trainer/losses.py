@@ -119,7 +119,7 @@ def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tenso
     hard = F.one_hot(logits.detach().argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     # Centred over the classes, so each pixel's gradient sums to 0: the argmax (and softmax) ignore a shift
     # common to all logits, and an uncentred push (more classes under their share than over) raised every
-    # logit without end (to 17-37 on a 6-class scene) through the last block, which then left its range.
+    # logit without end (a common level of 17.7 on a 6-class scene at width 0.25, 37 at width 0.5).
     centred = logits - logits.mean(1, keepdim=True)
     share = (hard + centred - centred.detach()).mean((0, 2, 3))  # the hard shares' value, the logits' gradient
     return 0.5 * (share - training_share).abs().sum()
