@@ -84,7 +84,7 @@ def judge(run: Path, samples: int, unet_steps: int, sheets: Path | None = None) 
     if m.masks is not None:
         train = res["class_frequencies"]["training"]
         present = np.stack([(m.masks == c).mean((1, 2)) >= APPEARS * train[c] for c in range(len(train))], 1)
-        out.update(train_share=res["class_frequencies"]["training"], generated_share=res["class_frequencies"]["generated"],
+        out.update(train_share=train, generated_share=res["class_frequencies"]["generated"],
                    tv=res["class_frequencies"]["total_variation"], presence=present.mean(0).round(3).tolist(),
                    miou=res["mask_alignment"]["miou"], miou_thresholded=res["mask_alignment"]["miou_thresholded"])
     if sheets is not None:
@@ -214,8 +214,8 @@ def main() -> None:
     # seed-major order: a suite cut short still covers every scene
     jobs = [(s, p, int(seed)) for seed in a.seeds.split(",") for p in a.precisions.split(",") for s in names]
     # results of earlier invocations into the same OUT stay in the table unless this one redoes them
-    store = a.out / "results.json"
-    results = {key(r): r for r in (json.loads(store.read_text()) if store.exists() else [])}
+    done = a.out / "results.json"
+    results = {key(r): r for r in (json.loads(done.read_text()) if done.exists() else [])}
     t0 = time.time()
     with ThreadPoolExecutor(a.jobs) as pool:
         for r in pool.map(lambda j: job(*j, a), jobs):
