@@ -73,8 +73,24 @@ def _preview(onnx_data: bytes, G: Generator, palette) -> bytes:
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    """Refuse to export over anything but nothing, an empty folder or (with `overwrite`) an entry folder:
+    --overwrite replaces what an export wrote, never a folder of the user's."""
+    if not out.exists() and not out.is_symlink() or out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        return
+    if not overwrite:
         raise ExportError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
+    if not _is_entry(out):
+        raise ExportError(f"{out}: not a scene entry (no config.json of format {ENTRY_FORMAT}); "
+                          "--overwrite only replaces entries")
+
+
+def _is_entry(folder: Path) -> bool:
+    if folder.is_symlink() or not folder.is_dir() or not (folder / "config.json").is_file():
+        return False
+    try:
+        return json.loads((folder / "config.json").read_text()).get("format") == ENTRY_FORMAT
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
 
 
 def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
@@ -109,7 +125,6 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
     """Export G's ONNX variants, weights, preview and config into `out`, all or nothing. `extra` maps entry
     file names to files copied in as they are; `reference_stats` is the training frames' quality reference
     (zoo.quality; without it `runtime sample --drop-worst` is unavailable)."""
-    """Export G's ONNX variants, weights, preview and config into `out`, all or nothing."""
     out = Path(out)
     unknown = set(precisions) - set(PRECISIONS)
     if unknown:

@@ -130,6 +130,30 @@ def test_export_bad_inputs(tmp_path, run_dir):
     assert res.exit_code == 1 and "not empty" in res.output
 
 
+def test_overwrite_replaces_entries_only(tmp_path, run_dir, entry):
+    """--overwrite once replaced any folder (issue 12, high 1): a thesis folder was wiped with exit 0."""
+    runner = CliRunner()
+    thesis = tmp_path / "thesis"
+    (thesis / "src").mkdir(parents=True)
+    (thesis / "thesis.tex").write_text("years of work")
+    (tmp_path / "notes.txt").write_text("keep")
+    (tmp_path / "link").symlink_to(entry)
+    for out in (thesis, tmp_path / "notes.txt", tmp_path / "link"):
+        for cmd in (["export", str(run_dir)], ["import-reference", str(tmp_path / "no-ckpt")]):
+            res = runner.invoke(zoo_main, [*cmd, "--out", str(out), "--overwrite", "-q"])
+            assert res.exit_code == 1 and "--overwrite only replaces entries" in res.output, (out, cmd, res.output)
+    assert (thesis / "thesis.tex").read_text() == "years of work" and (thesis / "src").is_dir()
+    assert (tmp_path / "notes.txt").read_text() == "keep" and (entry / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "notes.txt", "thesis"]  # no stage left behind
+    # an entry folder is replaced
+    again = tmp_path / "again"
+    assert runner.invoke(zoo_main, ["export", str(run_dir), "--out", str(again), "--precision", "fp32", "-q"]).exit_code == 0
+    (again / "stale.txt").write_text("from the old export")
+    res = runner.invoke(zoo_main, ["export", str(run_dir), "--out", str(again), "--precision", "fp32", "--overwrite", "-q"])
+    assert res.exit_code == 0, res.output
+    assert (again / "config.json").is_file() and not (again / "stale.txt").exists()
+
+
 # -- reference importer --------------------------------------------------------------------------------------
 CH = [256, 256, 256, 128, 64, 32]  # 64x96 training size, ch_G 32: grid 4x6, 5 blocks
 
