@@ -166,11 +166,12 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, stage / name)
             config["files"][name] = {}
+        (stage / "README.md").write_text(model_card(config, card or {}))
+        config["files"]["README.md"] = {}   # listed after the card is written: a pull checks it like the rest
         for name in config["files"]:
             config["files"][name]["sha256"] = sha256_file(stage / name)
             config["files"][name]["bytes"] = (stage / name).stat().st_size
         (stage / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (stage / "README.md").write_text(model_card(config, card or {}))
         _swap_into_place(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -32,6 +32,8 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.served: dict[str, bytes] = {}        # overrides: "repo/path" -> bytes served instead (tampering)
+        self.hostile: dict = {}   # a malicious server: header name -> value on resolve answers (404s included),
+                                  # "sha" -> the API's commit, "tree" -> {field: value} on every tree item
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,10 +111,11 @@ class FakeHub:
             return
         files = repo.commits[sha]
         if "/revision/" in rest:
-            data = {"id": name, "sha": sha, "private": bool(repo.token),
+            data = {"id": name, "sha": self.hostile.get("sha", sha), "private": bool(repo.token),
                     "siblings": [{"rfilename": p} for p in sorted(files)]}
         else:
-            data = [{"type": "file", "path": p, "size": len(b), "oid": git_blob_sha(b)} for p, b in sorted(files.items())]
+            data = [{"type": "file", "path": p, "size": len(b), "oid": git_blob_sha(b), **self.hostile.get("tree", {})}
+                    for p, b in sorted(files.items())]
         self._send(h, 200, json.dumps(data).encode(), {"Content-Type": "application/json"}, True)
 
     def _resolve(self, h, name: str, rev: str, path: str, body: bool):
@@ -124,11 +127,14 @@ class FakeHub:
             return
         files = repo.commits[sha]
         if path not in files or path in repo.missing:
-            return self._error(h, 404, "EntryNotFound", headers={"X-Repo-Commit": sha})
+            return self._error(h, 404, "EntryNotFound", headers={"X-Repo-Commit": sha, **self._headers()})
         data = self.served.get(f"{name}/{path}", files[path])
         headers = {"X-Repo-Commit": sha, "ETag": f'"{git_blob_sha(files[path])}"',
-                   "Content-Type": "application/octet-stream"}
+                   "Content-Type": "application/octet-stream", **self._headers()}
         self._send(h, 200, data, headers, body)
+
+    def _headers(self) -> dict:
+        return {k: v for k, v in self.hostile.items() if k not in ("sha", "tree")}
 
     def _error(self, h, status: int, code: str | None, message: str = "error", headers: dict | None = None):
         extra = dict(headers or {})

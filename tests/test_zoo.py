@@ -31,6 +31,7 @@ def hub(fake_hub, entry, tmp_path, monkeypatch):
     """A fresh repo org/scene (main + branch dev) on the fake Hub, an empty cache and an index naming it."""
     fake_hub.repos.pop("org/scene", None)
     fake_hub.served.clear()
+    fake_hub.hostile.clear()
     dev = fake_hub.commit_folder("org/scene", entry, branch="dev")
     sha = fake_hub.commit_folder("org/scene", entry)   # main: the same files, a newer commit
     files = {p: {"sha256": sha256_file(entry / p), "bytes": (entry / p).stat().st_size}
@@ -101,6 +102,70 @@ def test_tampered_download_fails_the_hash_check(hub):
     hub.served.clear()
     res = run("pull", "scene", "--force", "-q")   # the repaired download passes
     assert res.exit_code == 0, res.output
+
+
+def _files_outside(root: Path, cache: Path) -> set[str]:
+    return {str(p) for p in root.rglob("*") if not p.is_relative_to(cache) and not p.is_dir()}
+
+
+ESCAPE = "../../../pwned"   # from <cache>/models--org--scene/blobs/ (or snapshots/, .no_exist/) to tmp_path
+
+
+@pytest.mark.parametrize("hostile", [
+    {"ETag": f'"{ESCAPE}"'}, {"X-Linked-Etag": f'"{ESCAPE}"'}, {"X-Repo-Commit": ESCAPE},
+    {"sha": ESCAPE}, {"tree": {"path": ESCAPE}}, {"tree": {"oid": ESCAPE}},
+    {"tree": {"lfs": {"oid": ESCAPE, "size": 1, "pointerSize": 1}}}, {"ETag": '"abc/def"'}])
+@pytest.mark.parametrize("scene", ["scene", "org/scene@dev"])
+def test_a_hostile_endpoint_cannot_write_outside_the_cache(hub, tmp_path, hostile, scene):
+    """A crafted ETag or commit once made huggingface_hub write the server's bytes outside the cache
+    (issue 12, high 2): every header and listing field that becomes a path is checked before anything is written."""
+    hub.hostile.update(hostile)
+    before = _files_outside(tmp_path, tmp_path / "cache")
+    res = run("pull", scene, "-q")
+    if "sha" in hostile and scene == "scene":   # a pinned commit needs no repository info: never asked
+        assert res.exit_code == 0, res.output
+    else:
+        assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+        assert "refused an unsafe answer from " + hub.endpoint in res.output, res.output
+    assert _files_outside(tmp_path, tmp_path / "cache") == before
+    assert not any((tmp_path / "cache").rglob("*pwned*"))
+
+
+def test_a_missing_file_answer_cannot_plant_files(hub, tmp_path):
+    hub.repos["org/scene"].missing.add("quality.json")
+    hub.hostile["X-Repo-Commit"] = ESCAPE
+    before = _files_outside(tmp_path, tmp_path / "cache")
+    assert run("pull", "org/scene").exit_code == 1
+    assert _files_outside(tmp_path, tmp_path / "cache") == before
+
+
+def test_the_model_card_is_hash_checked_too(hub, entry, tmp_path):
+    """README.md was the one file a pull took unchecked (issue 12, high 2): an export lists it in config.json."""
+    assert json.loads((entry / "config.json").read_text())["files"]["README.md"]["sha256"] == sha256_file(entry / "README.md")
+    hub.served["org/scene/README.md"] = b"---\nlicense: mit\n---\n# a card the server made up\n"
+    res = run("pull", "org/scene@dev", "-q")
+    assert res.exit_code == 1 and "README.md fails its sha256 check" in res.output, res.output
+    # an entry whose config.json does not list its card (exported before) is refused from the Hub
+    repo = tmp_path / "old"
+    shutil.copytree(entry, repo)
+    config = json.loads((repo / "config.json").read_text())
+    del config["files"]["README.md"]
+    (repo / "config.json").write_text(json.dumps(config))
+    hub.commit_folder("org/scene", repo, branch="old")
+    res = run("pull", "org/scene@old", "-q")
+    assert res.exit_code == 1 and "README.md has no sha256" in res.output, res.output
+
+
+def test_cached_files_must_link_into_blobs(hub, tmp_path):
+    res = run("pull", "org/scene", "--json")
+    snapshot = Path(json.loads(res.output)["path"])
+    card = snapshot / "README.md"
+    elsewhere = tmp_path / "card.md"
+    shutil.copyfile(card, elsewhere)   # the same bytes, outside the cache
+    card.unlink()
+    card.symlink_to(elsewhere)
+    res = run("pull", "org/scene", "--offline", "-q")
+    assert res.exit_code == 1 and "README.md points outside the cache" in res.output, res.output
 
 
 def test_tampered_or_deleted_cache_file_is_detected(hub, tmp_path):
@@ -196,7 +261,8 @@ def test_verify_catches_broken_entries(entry, tmp_path):
     assert run("verify", str(entry)).exit_code == 0
     cases = {
         "hash": (lambda d: (d / "preview.png").write_bytes(b"x"), "preview.png fails its sha256 check"),
-        "card": (lambda d: (d / "README.md").write_text("# no metadata\n"), "model card metadata lacks"),
+        "card": (lambda d: ((d / "README.md").write_text("# no metadata\n"), _rehash(d, "README.md")),
+                 "model card metadata lacks"),
         "schema": (lambda d: (d / "config.json").write_text('{"format": "oneshot-gan-entry/1"}'), "missing or invalid"),
     }
     for name, (damage, expect) in cases.items():

@@ -27,8 +27,11 @@ def safe_member(root: Path, name: str, within: Path | None = None) -> Path:
     snapshot's files are links into its repo folder's blobs/)."""
     check_member_name(name, str(root))
     path = root / name
-    if not path.resolve().is_relative_to((within or root).resolve()):
-        raise UserError(f"{root}: {name} points outside the entry folder")
+    real = path.resolve()
+    # where the cache cannot use links, a snapshot holds plain files
+    plain = within is not None and not path.is_symlink() and real.is_relative_to(root.resolve())
+    if not (real.is_relative_to((within or root).resolve()) or plain):
+        raise UserError(f"{root}: {name} points outside the {'cache' if within else 'entry folder'}")
     return path
 
 

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import hub_checks
 from .errors import UserError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -100,13 +101,17 @@ def snapshot(repo: str, revision: str | None, patterns: list[str], hub: Hub, for
 
     from . import __version__
 
+    hub_checks.install()
+    what = what or f"{repo}@{revision or 'main'}"
     try:
         return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, cache_dir=hub.cache_dir,
                                       endpoint=hub.endpoint, token=hub.auth, force_download=force,
                                       local_files_only=hub.offline, library_name="oneshot-gan",
                                       library_version=__version__))
+    except hub_checks.UnsafeResponse as e:
+        raise unsafe(e, what, hub.endpoint) from None
     except hub_exceptions() as e:
-        raise hub_error(e, what or f"{repo}@{revision or 'main'}", hub) from None
+        raise hub_error(e, what, hub) from None
 
 
 def download_file(repo: str, path: str, revision: str | None, hub: Hub | None, endpoint: str | None = None,
@@ -114,12 +119,20 @@ def download_file(repo: str, path: str, revision: str | None, hub: Hub | None, e
     from huggingface_hub import hf_hub_download
 
     hub = hub or Hub.from_env()
+    hub_checks.install()
+    what = what or f"{repo}/{path}"
     try:
         return Path(hf_hub_download(repo, path, revision=revision, cache_dir=hub.cache_dir,
                                     endpoint=endpoint or hub.endpoint, token=hub.auth,
                                     local_files_only=hub.offline))
+    except hub_checks.UnsafeResponse as e:
+        raise unsafe(e, what, endpoint or hub.endpoint) from None
     except hub_exceptions() as e:
-        raise hub_error(e, what or f"{repo}/{path}", hub) from None
+        raise hub_error(e, what, hub) from None
+
+
+def unsafe(e: Exception, what: str, endpoint: str) -> UserError:
+    return UserError(f"{what}: refused an unsafe answer from {endpoint}: {e}; nothing was written outside the cache")
 
 
 def cached_commit(repo: str, revision: str, hub: Hub) -> str | None:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .entry import Entry
+from .entry import Entry, safe_member
 from .errors import UserError
 from .hub import Hub, cached_commit, snapshot
 from .index import REPO, IndexEntry, load_index
@@ -108,7 +108,13 @@ def check_files(folder: Path, ref: SceneRef, wanted: list[str], within: Path | N
     expected = dict(ref.hashes)
     if "config.json" in expected:   # check it before trusting what it says
         _check_hash(folder, "config.json", expected.pop("config.json"), ref.label, fix)
+    if within is not None:
+        _check_links(folder, within)
     entry = Entry.load(folder, within=within)
+    if ref.kind == "hub" and any(fnmatch.fnmatch("README.md", p) for p in wanted) \
+            and "README.md" not in entry.config["files"] and "README.md" not in ref.hashes:
+        raise UserError(f"{ref.label}: README.md has no sha256 in config.json or the index, so it cannot be "
+                        "checked (export the entry again with this version, or list it in an index)")
     for name, info in entry.config["files"].items():
         if any(fnmatch.fnmatch(name, p) for p in wanted):
             _check_hash(folder, name, info.get("sha256"), ref.label, fix)
@@ -119,6 +125,13 @@ def check_files(folder: Path, ref: SceneRef, wanted: list[str], within: Path | N
         if any(fnmatch.fnmatch(name, p) for p in wanted):
             _check_hash(folder, name, want, ref.label, fix)
     return entry
+
+
+def _check_links(folder: Path, blobs: Path) -> None:
+    """Every file of a cached snapshot is a link into its repo's blobs/ (or a plain file in the snapshot)."""
+    for path in folder.rglob("*"):
+        if path.is_symlink() or not path.is_dir():
+            safe_member(folder, path.relative_to(folder).as_posix(), blobs)
 
 
 def _check_hash(folder: Path, name: str, want: str | None, label: str, fix: str) -> None:
@@ -139,7 +152,7 @@ def _cached(ref: SceneRef, hub: Hub, wanted: list[str]) -> Scene | None:
     folder = hub.repo_folder(ref.repo) / "snapshots" / commit if commit else None
     if folder is None or not folder.is_dir():
         return None
-    return Scene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo)), commit)
+    return Scene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo) / "blobs"), commit)
 
 
 def pull(text: str, hub: Hub | None = None, index: dict | None = None, force: bool = False,
@@ -161,7 +174,7 @@ def pull(text: str, hub: Hub | None = None, index: dict | None = None, force: bo
         if scene is not None:
             return scene
     folder = snapshot(ref.repo, ref.revision, wanted, hub, force=force, what=ref.label)
-    return Scene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo)), folder.name)
+    return Scene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo) / "blobs"), folder.name)
 
 
 def resolve(text: str | None = None, hub: Hub | None = None, index: dict | None = None, download: bool = True,
