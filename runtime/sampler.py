@@ -26,6 +26,19 @@ from zoo.scenes import Scene, resolve
 from .latents import SCHEME, latent_grid, latent_vectors
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+# Every model run holds exactly this many latents (the last run of a batch padded with zeros). onnxruntime's
+# kernels give slightly different values for other batch shapes (a 1-sample run differed by 1 in some pixels
+# from the same sample in a run of 4), and a sample never depends on the others in its run, so one shape
+# makes sample i the same bytes whatever the batch size, worker count or resume.
+MICRO_BATCH = {"cpu": 4, "cuda": 32, "tensorrt": 32}
+
+
+def fixed_runs(z: np.ndarray, size: int) -> list[np.ndarray]:
+    """z split into runs of exactly `size` latents, the last one padded with zeros."""
+    pad = -len(z) % size
+    if pad:
+        z = np.concatenate([z, np.zeros((pad, *z.shape[1:]), z.dtype)])
+    return np.split(z, len(z) // size)
 
 
 def parse_hw(text: str, what: str) -> tuple[int, int]:
@@ -116,12 +129,10 @@ class Sampler:
     # -- sampling ------------------------------------------------------------------------------------------
     def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         z = latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
-        if self._pool is None or len(z) < 2:
-            out = self.session.run(self.outputs, {"z": z})
-        else:
-            slices = np.array_split(z, min(self.lanes, len(z)))
-            parts = list(self._pool.map(lambda part: self.session.run(self.outputs, {"z": part}), slices))
-            out = [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
+        runs = fixed_runs(z, MICRO_BATCH[self.device])
+        one = lambda part: self.session.run(self.outputs, {"z": part})  # noqa: E731
+        parts = list(self._pool.map(one, runs)) if self._pool is not None and len(runs) > 1 else [one(r) for r in runs]
+        out = [np.concatenate([p[k] for p in parts])[:len(z)] for k in range(len(self.outputs))]
         return out[0], (out[1] if len(out) > 1 else None)
 
     def sample(self, indices=None, count: int | None = None, seed: int = 0, start: int = 0,
@@ -178,14 +189,14 @@ class EngineSampler(Sampler):
 
         if tuple(grid) != self.grid:
             raise UserError(f"this TensorRT engine was built for grid {self.grid[0]}x{self.grid[1]}")
-        z = torch.from_numpy(latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid))
+        z = latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
         images, masks = [], []
-        for i in range(0, len(z), self.max_batch):
-            out = self.runner(z[i:i + self.max_batch].cuda())
+        for part in fixed_runs(z, min(MICRO_BATCH["tensorrt"], self.max_batch)):
+            out = self.runner(torch.from_numpy(part).cuda())
             images.append(out["image"].cpu().numpy())
             if "mask" in out:
                 masks.append(out["mask"].cpu().numpy())
-        return np.concatenate(images), (np.concatenate(masks) if masks else None)
+        return np.concatenate(images)[:len(z)], (np.concatenate(masks)[:len(z)] if masks else None)
 
     def describe(self) -> dict:
         return {"latent_scheme": SCHEME, "precision": self.precision, "device": "cuda", "providers": ["TensorRT"]}

@@ -41,6 +41,26 @@ def test_samples_are_identical_for_any_batch_size(entry):
     assert np.array_equal(one.sample(count=9, seed=5, batch_size=4)[0], img4)
 
 
+def test_every_model_run_has_one_shape_so_batching_never_changes_a_sample():
+    """onnxruntime gave a 1-sample run slightly different pixels (issue 12, medium 3): on the bundled scene,
+    batch sizes 1, 3, 7 and 16, one lane or one per core, give the same bytes, and every run holds 4 latents."""
+    from runtime.sampler import MICRO_BATCH
+
+    s = Sampler.from_pretrained("coins")
+    shapes = []
+    real = s.session.run
+    s.session.run = lambda names, feed: shapes.append(feed["z"].shape[0]) or real(names, feed)
+    ref = s.sample(count=9, seed=5, batch_size=16)
+    for batch in (1, 3, 7):
+        got = s.sample(count=9, seed=5, batch_size=batch)
+        assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1]), batch
+    assert set(shapes) == {MICRO_BATCH["cpu"]}
+    one = Sampler.from_pretrained("coins", threads=1)
+    one.lanes, one._pool = 1, None
+    got = one.sample(indices=[8, 2], seed=5, batch_size=1)
+    assert np.array_equal(got[0], ref[0][[8, 2]]) and np.array_equal(got[1], ref[1][[8, 2]])
+
+
 def test_sample_cli_writes_a_dataset_and_resumes(entry, tmp_path):
     out = tmp_path / "samples"
     args = [str(entry), "--out", str(out), "--seed", "2", "--workers", "1", "-q"]
