@@ -24,11 +24,14 @@ from . import __version__
 from .latents import SCHEME
 from .sampler import Sampler
 from .webdataset import write_shard
-from .writer import SHARD_EXT, complete_indices, encode_batch, flat_palette, shard_name, write_metadata, write_npz
+from .writer import (SHARD_EXT, atomic_write, complete_indices, encode_batch, flat_palette, shard_name, write_metadata,
+                     write_npz)
 
 SHARD_SIZE = 256  # samples per shard file (webdataset / npz), aligned on absolute indices
 
-SETTINGS = ("scene", "seed", "grid", "precision", "latent_scheme", "format", "drop_worst")  # must match to --resume
+# must match to --resume: a re-exported model or a moved Hub branch is another model
+SETTINGS = ("scene", "repo", "revision", "model_sha256", "seed", "grid", "precision", "latent_scheme", "format",
+            "drop_worst")
 CALIBRATION = 256  # --drop-worst: the threshold is the score quantile over the first this-many samples
 
 
@@ -66,6 +69,7 @@ def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, coun
             # the Hub commit; for bundled and local entries, the sha256 of the model file that ran
             "revision": (found.commit if found else None) or entry.config["files"][
                 f"onnx/generator{'' if sampler.precision == 'fp32' else '.' + sampler.precision}.onnx"]["sha256"],
+            "model_sha256": sampler.model_sha256,   # of the ONNX file that ran, checked against config.json
             "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
             "start_index": start, "count": count, "format": fmt, "backend": sampler.backend, "device": sampler.device,
             "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,
@@ -77,8 +81,15 @@ def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, coun
 def check_resume(out: Path, info: dict) -> None:
     path = out / "dataset.json"
     if not path.is_file():
+        if any(out.iterdir()):
+            raise UserError(f"{out}: not a sample folder (no dataset.json); --resume only finishes those")
         return
-    old = json.loads(path.read_text())
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{path}: not readable ({e}); cannot tell what was sampled, use a new --out") from None
+    if not isinstance(old, dict):
+        raise UserError(f"{path}: not a dataset description; cannot tell what was sampled, use a new --out")
     diff = [k for k in SETTINGS if old.get(k) != info.get(k)]
     if diff:
         raise UserError(f"{out}: was sampled with other settings ({', '.join(f'{k}={old.get(k)}' for k in diff)}); "
@@ -109,7 +120,7 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     folders = ["images", "masks"] + (["previews"] if mask_preview else []) if fmt == "png" else ["shards"]
     for sub in folders:
         (out / sub).mkdir(exist_ok=True)
-    (out / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(out / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
     done = complete_indices(out, fmt) if resume else set()
     todo = np.array([i for i in range(start, start + count) if i not in done], dtype=np.int64)
     workers = max(1, os.cpu_count() or 1) if workers is None else workers

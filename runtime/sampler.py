@@ -17,11 +17,11 @@ from typing import Iterator
 
 import numpy as np
 
-from zoo.entry import Entry
+from zoo.entry import ONNX_FILES, Entry
 from zoo.errors import UserError
 from zoo.hub import Hub
 from zoo.index import load_index
-from zoo.scenes import Scene, resolve
+from zoo.scenes import Scene, resolve, sha256_file
 
 from .latents import SCHEME, latent_grid, latent_vectors
 
@@ -31,6 +31,17 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "te
 # from the same sample in a run of 4), and a sample never depends on the others in its run, so one shape
 # makes sample i the same bytes whatever the batch size, worker count or resume.
 MICRO_BATCH = {"cpu": 4, "cuda": 32, "tensorrt": 32}
+
+
+def checked_hash(entry: Entry, precision: str) -> str:
+    """The sha256 of the ONNX file that will run, which must be the one config.json lists (a local entry is
+    not checked anywhere else; hashing even a reference-width model takes a fraction of a second)."""
+    path = entry.onnx_path(precision)
+    want, got = entry.config["files"][ONNX_FILES[precision]].get("sha256"), sha256_file(path)
+    if got != want:
+        raise UserError(f"{path}: fails its sha256 check (config.json lists {str(want)[:12]}..., the file is "
+                        f"{got[:12]}...): the model was changed after export; export it again")
+    return got
 
 
 def fixed_runs(z: np.ndarray, size: int) -> list[np.ndarray]:
@@ -65,6 +76,7 @@ class Sampler:
         self.entry = entry
         self.precision = precision
         path = entry.onnx_path(precision)
+        self.model_sha256 = checked_hash(entry, precision)
         available = ort.get_available_providers()
         auto = device == "auto"
         if auto:
@@ -179,6 +191,7 @@ class EngineSampler(Sampler):
         except ImportError as e:
             raise UserError(f"--backend tensorrt needs the exporter and TensorRT ({e})") from None
         self.entry, self.precision, self.device = entry, precision, "cuda"
+        self.model_sha256 = checked_hash(entry, precision)
         self.max_batch = max_batch
         self.grid = self.grid_for(grid)
         profile = default_profile(entry.trained_grid, max_batch=max_batch, grid=self.grid)

@@ -12,6 +12,7 @@ from runtime.cli import main
 from runtime.latents import CHUNK, latent_vectors
 from runtime.sampler import Sampler
 from zoo.entry import Entry
+from zoo.scenes import sha256_file
 
 
 def test_runtime_does_not_import_torch():
@@ -59,6 +60,43 @@ def test_every_model_run_has_one_shape_so_batching_never_changes_a_sample():
     one.lanes, one._pool = 1, None
     got = one.sample(indices=[8, 2], seed=5, batch_size=1)
     assert np.array_equal(got[0], ref[0][[8, 2]]) and np.array_equal(got[1], ref[1][[8, 2]])
+
+
+def test_resume_and_sampling_refuse_another_or_changed_model(entry, tmp_path):
+    """--resume once appended samples of a re-exported model, and a changed local ONNX sampled with exit 0
+    (issue 12, medium 4 and 5)."""
+    import shutil
+
+    local = tmp_path / "entry"
+    shutil.copytree(entry, local)
+    out = tmp_path / "samples"
+    args = ["sample", str(local), "--out", str(out), "--workers", "0", "-q"]
+    assert CliRunner().invoke(main, [*args, "--count", "2"]).exit_code == 0
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["model_sha256"] == sha256_file(local / "onnx/generator.onnx")
+    # a re-export (here: an edited model with config.json updated to match) is another model
+    import onnx
+
+    model = onnx.load(str(local / "onnx/generator.onnx"))
+    model.doc_string = "exported again"
+    onnx.save(model, str(local / "onnx/generator.onnx"))
+    res = CliRunner().invoke(main, [*args, "--count", "4", "--resume"])
+    assert res.exit_code == 1 and "fails its sha256 check" in res.output, res.output   # changed after export
+    cfg = json.loads((local / "config.json").read_text())
+    cfg["files"]["onnx/generator.onnx"]["sha256"] = sha256_file(local / "onnx/generator.onnx")
+    (local / "config.json").write_text(json.dumps(cfg))
+    res = CliRunner().invoke(main, [*args, "--count", "4", "--resume"])
+    assert res.exit_code == 1 and "other settings" in res.output and "model_sha256" in res.output, res.output
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["000000000.png", "000000001.png"]
+    # a dataset.json that cannot be read, and a folder that is not a sample folder
+    (out / "dataset.json").write_text("")
+    res = CliRunner().invoke(main, [*args, "--count", "4", "--resume"])
+    assert res.exit_code == 1 and "dataset.json: not readable" in res.output, res.output
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.png").write_bytes(b"")
+    res = CliRunner().invoke(main, ["sample", str(local), "--out", str(foreign), "--count", "2", "--resume", "-q"])
+    assert res.exit_code == 1 and "not a sample folder" in res.output and not (foreign / "dataset.json").exists()
 
 
 def test_sample_cli_writes_a_dataset_and_resumes(entry, tmp_path):
@@ -118,6 +156,11 @@ def test_bad_scenes_and_outputs(entry, tmp_path):
     (broken / "config.json").write_text((entry / "config.json").read_text())
     (broken / "onnx").mkdir()
     (broken / "onnx/generator.onnx").write_bytes((entry / "onnx/generator.onnx").read_bytes()[:5000])
+    res = runner.invoke(main, ["sample", str(broken), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "fails its sha256 check" in res.output
+    cfg = json.loads((broken / "config.json").read_text())   # consistent, but still not a model
+    cfg["files"]["onnx/generator.onnx"]["sha256"] = sha256_file(broken / "onnx/generator.onnx")
+    (broken / "config.json").write_text(json.dumps(cfg))
     res = runner.invoke(main, ["sample", str(broken), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "cannot load the model" in res.output
     (broken / "config.json").write_text("{not json")
