@@ -8,10 +8,12 @@ import sys
 import click
 
 from zoo.cli import hub_options, quiet_downloads
-from zoo.errors import UserError, user_errors
+
+from .latents import MAX_INDEX, MAX_SEED
+from zoo.errors import OneLineErrors, UserError, user_errors
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oneshot-gan")
 def main() -> None:
     """Sample images and segmentation masks from scene models."""
@@ -19,11 +21,12 @@ def main() -> None:
 
 @main.command()
 @click.argument("scene", required=False)
-@click.option("--count", type=int, default=1000, show_default=True)
+@click.option("--count", type=click.IntRange(1, MAX_INDEX), default=1000, show_default=True)
 @click.option("--out", type=click.Path(), default="samples", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Sample i depends only on (seed, i).")
-@click.option("--start-index", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=None, help="[auto: about 0.5 M pixels per batch]")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Sample i depends only on (seed, i).")
+@click.option("--start-index", type=click.IntRange(0, MAX_INDEX), default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="[auto: about 0.5 M pixels per batch]")
 @click.option("--grid", default=None, help="Latent grid HxW [the trained grid].")
 @click.option("--size", default=None, help="Output size HxW (a multiple of the model's pixels per cell).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
@@ -35,7 +38,8 @@ def main() -> None:
               help="png: images/ + masks/ + metadata.jsonl; webdataset: tar shards; npz: raw array shards.")
 @click.option("--mask-preview", is_flag=True, help="Also write coloured masks to previews/.")
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True)
-@click.option("--workers", type=int, default=None, help="Encoding processes [CPU count]; 0 = one thread in this process.")
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="Encoding processes [CPU count]; 0 = one thread in this process.")
 @click.option("--drop-worst", type=float, default=0.0, show_default=True, metavar="FRACTION",
               help="Leave out this fraction of samples with the worst quality score (patch-frechet-v1, as "
                    "`trainer eval` reports it; OSMIS drops 0.15).")
@@ -56,10 +60,8 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     from .sample import Interrupted, sample_to_folder
     from .sampler import EngineSampler, Sampler, parse_hw
 
-    if count <= 0:
-        raise UserError(f"--count must be positive, got {count}")
-    if start_index < 0:
-        raise UserError(f"--start-index must be >= 0, got {start_index}")
+    if start_index + count > MAX_INDEX:
+        raise UserError(f"--start-index + --count must stay below {MAX_INDEX:,} (sample indices are 63-bit)")
     if grid and size:
         raise UserError("give --grid or --size, not both")
     quiet_downloads(quiet or as_json)   # a Hub scene is pulled on first use

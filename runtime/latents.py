@@ -11,6 +11,8 @@ import numpy as np
 
 SCHEME = "chunked-v1"
 CHUNK = 1024
+MAX_SEED = 2**63 - 1    # numpy's SeedSequence takes any non-negative integer; file names hold indices as int64
+MAX_INDEX = 2**62
 
 
 def _chunk(seed: int, c: int, dim: int) -> np.ndarray:

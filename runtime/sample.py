@@ -21,7 +21,7 @@ from zoo.errors import UserError
 from zoo.quality import SCORE, Scorer, drop_threshold
 
 from . import __version__
-from .latents import SCHEME
+from .latents import MAX_INDEX, MAX_SEED, SCHEME
 from .sampler import Sampler
 from .webdataset import write_shard
 from .writer import (SHARD_EXT, atomic_write, complete_indices, encode_batch, flat_palette, shard_name, write_metadata,
@@ -41,6 +41,13 @@ class Interrupted(Exception):
 
 
 def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    try:
+        _prepare_out(out, resume, overwrite)
+    except OSError as e:   # a name too long, a read-only or vanished parent, ...
+        raise UserError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
@@ -51,10 +58,7 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
         for name in ("images", "masks", "previews", "shards", "metadata.jsonl", "dataset.json"):
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):
         raise UserError(f"{out}: not writable")
 
@@ -104,8 +108,13 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     drop_worst: leave out samples whose quality score is above the (1 - drop_worst) quantile of the scores of
     the first CALIBRATION samples (all of them when count is smaller), so whether sample i is kept depends only
     on (seed, start, i), never on batching or resuming."""
-    if count <= 0:
-        raise UserError(f"--count must be positive, got {count}")
+    if count <= 0 or start < 0 or start + count > MAX_INDEX:
+        raise UserError(f"samples {start} .. {start + count - 1}: --count must be positive and indices within "
+                        f"0 .. {MAX_INDEX - 1}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be within 0 .. {MAX_SEED}, got {seed}")
+    if batch_size is not None and batch_size < 1 or workers is not None and workers < 0:
+        raise UserError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size} and {workers}")
     if not 0 <= drop_worst < 1:
         raise UserError(f"--drop-worst must be in [0, 1), got {drop_worst}")
     grid = sampler.grid_for(grid)
@@ -122,22 +131,24 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
         (out / sub).mkdir(exist_ok=True)
     atomic_write(out / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
     done = complete_indices(out, fmt) if resume else set()
-    todo = np.array([i for i in range(start, start + count) if i not in done], dtype=np.int64)
+    done = {i for i in done if start <= i < start + count}
     workers = max(1, os.cpu_count() or 1) if workers is None else workers
     palette = flat_palette(sampler.entry.palette) if sampler.entry.has_masks else []
     t0 = time.perf_counter()
     written: set[int] = set()
     dropped: list[int] = []
-    bar = tqdm(total=count, initial=count - len(todo), unit="sample", file=sys.stderr, disable=quiet,
+    bar = tqdm(total=count, initial=len(done), unit="sample", file=sys.stderr, disable=quiet,
                dynamic_ncols=True, desc="sample")
     # spawn, not fork: forking a process whose inference threads are running can deadlock the child.
     # workers=0 encodes on one thread of this process instead.
     pool = (ThreadPoolExecutor(1) if workers == 0
             else ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
     pending = set()
-    shards = ShardBuffer(todo)
+    shards = ShardBuffer(start, count, done)
     try:
-        for idx, images, masks in sampler.iter_batches(indices=todo, seed=seed, batch_size=batch_size, grid=grid):
+        for idx, images, masks in (batch for block in todo_blocks(start, count, done)
+                                   for batch in sampler.iter_batches(indices=block, seed=seed, batch_size=batch_size,
+                                                                     grid=grid)):
             gone = np.zeros(0, np.int64)
             if scorer is not None:
                 keep = scorer.scores(images) <= info["drop_worst"]["threshold"]
@@ -174,7 +185,7 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
         bar.close()
     _finish(out, seed, sampler, fmt)
     elapsed = time.perf_counter() - t0
-    return {"out": str(out), "written": len(written), "skipped": len(done & set(range(start, start + count))),
+    return {"out": str(out), "written": len(written), "skipped": len(done),
             "dropped": len(dropped),
             "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
             "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
@@ -211,24 +222,44 @@ def _finish(out: Path, seed: int, sampler: Sampler, fmt: str) -> None:
         write_metadata(out, complete_indices(out), seed, sampler.entry.has_masks)
 
 
+def todo_blocks(start: int, count: int, done: set[int], block: int = 1 << 16):
+    """The indices still to sample, in order, a block at a time: planning a billion samples costs nothing."""
+    finished = np.sort(np.fromiter(done, np.int64, len(done)))
+    for lo in range(start, start + count, block):
+        hi = min(lo + block, start + count)
+        idx = np.arange(lo, hi, dtype=np.int64)
+        skip = finished[np.searchsorted(finished, lo):np.searchsorted(finished, hi)]
+        if len(skip):
+            idx = idx[~np.isin(idx, skip)]
+        if len(idx):
+            yield idx
+
+
 class ShardBuffer:
     """Collects batches into shards of SHARD_SIZE absolute indices; yields each shard once it is whole."""
 
-    def __init__(self, todo: np.ndarray):
-        ids, counts = np.unique(todo // SHARD_SIZE, return_counts=True)
-        self.expected = dict(zip(ids.tolist(), counts.tolist()))
+    def __init__(self, start: int, count: int, done: set[int]):
+        self.start, self.end, self.done = start, start + count, done
+        self.expected: dict[int, int] = {}
         self.parts: dict[int, list] = {}
+
+    def _expect(self, s: int) -> int:
+        """Samples of shard s this job writes (created on first use, then counted down for dropped ones)."""
+        if s not in self.expected:
+            lo, hi = max(self.start, s * SHARD_SIZE), min(self.end, (s + 1) * SHARD_SIZE)
+            self.expected[s] = hi - lo - sum(1 for i in range(lo, hi) if i in self.done)
+        return self.expected[s]
 
     def add(self, idx, images, masks, dropped=()):
         """Take a batch (and the indices dropped from it, which will never arrive); yield completed shards."""
         for s in (np.asarray(dropped, np.int64) // SHARD_SIZE).tolist():
-            self.expected[s] -= 1
+            self.expected[s] = self._expect(s) - 1
         sid = idx // SHARD_SIZE
         for s in np.unique(sid).tolist():
             sel = sid == s
             self.parts.setdefault(s, []).append((idx[sel], images[sel], None if masks is None else masks[sel]))
         for s in set(np.unique(sid).tolist()) | set((np.asarray(dropped, np.int64) // SHARD_SIZE).tolist()):
-            if s in self.parts and sum(len(p[0]) for p in self.parts[s]) == self.expected[s]:
+            if s in self.parts and sum(len(p[0]) for p in self.parts[s]) == self._expect(s):
                 parts = self.parts.pop(s)
                 yield (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                        None if parts[0][2] is None else np.concatenate([p[2] for p in parts]))

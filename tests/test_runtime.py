@@ -135,16 +135,54 @@ def test_custom_grid_and_size(entry, tmp_path):
 
 
 @pytest.mark.parametrize("args,expect", [
-    (["--count", "0"], "--count must be positive"),
+    (["--count", "0"], "Invalid value for '--count': 0 is not in the range 1<=x<="),
+    (["--count", "1e10"], "'1e10' is not a valid integer"),
+    (["--count", "10000000000000", "--start-index", str(2**62 - 5)], "must stay below"),
+    (["--start-index", "10000000000000000000"], "--start-index"),
+    (["--seed", "-1"], "Invalid value for '--seed'"),
+    (["--workers", "-1"], "Invalid value for '--workers'"),
+    (["--batch-size", "-1"], "Invalid value for '--batch-size'"),
+    (["--batch-size", "0"], "Invalid value for '--batch-size'"),
+    (["--no-such-option"], "No such option '--no-such-option'"),
+    (["--out", "x" * 300], "cannot create the output folder"),
     (["--grid", "1x5"], "outside this model's bounds"),
     (["--size", "30x40"], "not reachable"),
     (["--device", "cuda"], "CUDAExecutionProvider is not available"),
     (["--precision", "int8"], "no int8 model in this entry"),
 ])
 def test_bad_sample_requests(entry, tmp_path, args, expect):
+    """Every mistake is one `error:` line, exit 1, and no output folder (issue 12, medium 11 and 12)."""
     res = CliRunner().invoke(main, ["sample", str(entry), "--out", str(tmp_path / "o"), *args])
     assert res.exit_code == 1 and res.output.startswith("error: ") and expect in res.output, res.output
     assert res.output.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
+def test_a_huge_job_is_planned_lazily(entry, tmp_path):
+    """--count 1e8 once allocated 1.3 GB before the first sample; a 10^12-sample job now starts at once."""
+    import resource
+
+    from runtime.sample import todo_blocks
+
+    blocks = todo_blocks(5, 10**12, {6, 7, 70_000})
+    first, second = next(blocks), next(blocks)
+    assert first[0] == 5 and 6 not in first and len(first) == 65536 - 2 and 70_000 not in second
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    real = Sampler.iter_batches
+
+    def two_batches(self, *a, **k):
+        for n, batch in enumerate(real(self, *a, **k)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield batch
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(Sampler, "iter_batches", two_batches):
+        res = CliRunner().invoke(main, ["sample", str(entry), "--out", str(tmp_path / "o"), "--count", str(10**12),
+                                        "--batch-size", "4", "--workers", "0", "-q"])
+    assert res.exit_code == 130, res.output
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000   # KiB
+    assert len(list((tmp_path / "o/images").iterdir())) == 8
 
 
 def test_bad_scenes_and_outputs(entry, tmp_path):

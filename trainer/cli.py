@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from zoo.errors import UserError, user_errors
+from zoo.errors import OneLineErrors, UserError, user_errors
 
 from .config import ConfigError, auto_config, parse_size
 from .data import DataError, load_scene, to_training_arrays
@@ -27,7 +27,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     click.echo(f"warning: {message}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oneshot-gan")
 def main() -> None:
     """Train one-shot image + segmentation-mask GANs from a single image or video."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError, user_errors
+from .errors import OneLineErrors, UserError, user_errors
 from .hub import Hub
 
 
@@ -55,7 +55,7 @@ def _needs_export_extra():
         raise UserError(f"this command needs the exporter: pip install 'oneshot-gan[export]' ({e})") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oneshot-gan")
 def main() -> None:
     """Per-scene models: pull from and push to the Hugging Face Hub, list, inspect, verify, export.

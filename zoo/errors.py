@@ -1,7 +1,10 @@
 """The error type for user mistakes, and the CLI decorator that turns it into one line and exit code 1."""
 
+import errno
 import functools
 import sys
+
+import click
 
 
 class UserError(ValueError):
@@ -20,3 +23,29 @@ def user_errors(fn):
             sys.exit(1)
 
     return wrapper
+
+
+class OneLineErrors(click.Group):
+    """A command group whose option and argument mistakes also end in one `error:` line and exit code 1
+    (click's own standalone mode prints the usage text and exits 2)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            sys.exit(1)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except OSError as e:
+            if e.errno == errno.EPIPE:   # output piped into a command that stopped reading (`| head`)
+                sys.exit(1)
+            raise
+        sys.exit(rv if isinstance(rv, int) else 0)
