@@ -106,6 +106,46 @@ def _bad(tmp_path, args, expect):
     assert not out.exists()
 
 
+# -- image encodings (issue 12, medium 6 and 7) ----------------------------------------------------------
+def test_wide_and_unusual_image_modes_read_as_their_8_bit_picture(tmp_path):
+    from trainer.data import read_image
+
+    ramp = np.linspace(0, 1, 48 * 80).reshape(48, 80)
+    want = np.rint(ramp * 255).astype(np.uint8)
+    Image.fromarray(np.rint(ramp * 65535).astype(np.uint16)).save(tmp_path / "g16.png")   # once: all white
+    Image.fromarray(ramp.astype(np.float32)).save(tmp_path / "f.tif")                       # once: all black
+    for name in ("g16.png", "f.tif"):
+        got = read_image(tmp_path / name)
+        assert got.shape == (48, 80, 3) and got.dtype == np.uint8
+        assert np.abs(got[..., 0].astype(int) - want).max() <= 1, name
+    Image.new("CMYK", (80, 48), (0, 255, 255, 0)).save(tmp_path / "c.tif")
+    assert tuple(read_image(tmp_path / "c.tif")[0, 0]) == (255, 0, 0)
+    Image.new("LA", (80, 48), (100, 50)).save(tmp_path / "la.png")
+    assert tuple(read_image(tmp_path / "la.png")[0, 0]) == (100, 100, 100)
+    Image.fromarray((ramp * 1000 - 500).astype(np.float32)).save(tmp_path / "hdr.tif")
+    with pytest.raises(DataError, match="hdr.tif: F pixels range -500 .. 500"):
+        read_image(tmp_path / "hdr.tif")
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone photo stored sideways with orientation 6 (rotate 90 degrees clockwise to view) is trained
+    upright, so the mask drawn on the upright picture fits it."""
+    img, mask = scene_arrays()                       # upright: 48 x 80
+    stored = np.rot90(img, 1)                        # what the camera wrote: 80 x 48
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.ascontiguousarray(stored)).save(tmp_path / "photo.png", exif=exif)
+    save_palette_mask(tmp_path / "mask.png", mask)
+    s = load_scene(tmp_path / "photo.png", tmp_path / "mask.png")
+    assert np.array_equal(s.frames[0], img) and np.array_equal(s.masks[0], mask)
+
+
+def test_decompression_bomb_is_one_line(tmp_path, monkeypatch, scene):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    res = run_fit(scene[0], "--out", tmp_path / "run")
+    assert res.exit_code == 1 and "decompression-bomb limit" in res.output and res.output.count("\n") == 1
+
+
 def test_missing_image(tmp_path):
     _bad(tmp_path, [tmp_path / "nope.png"], "nope.png: no such file")
 

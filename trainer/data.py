@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoo.errors import UserError
 from zoo.scenes import sha256_file
@@ -64,12 +64,47 @@ def _open_image(path: Path) -> Image.Image:
         img = Image.open(path)
         img.load()
         return img
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: more than {Image.MAX_IMAGE_PIXELS:,} pixels (Pillow's decompression-bomb limit); "
+                        "resize it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot read image ({e.__class__.__name__}: {e})") from None
 
 
 def read_image(path: Path) -> np.ndarray:
-    return np.asarray(_open_image(path).convert("RGB"))
+    """(H, W, 3) uint8, upright: the EXIF orientation of phone photos is applied (masks carry none, so a
+    mask must be drawn on the upright picture), 16-bit and float pixels are scaled, not clipped."""
+    img = _open_image(path)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except (OSError, ValueError, SyntaxError) as e:   # a broken EXIF block
+        raise DataError(f"{path}: cannot read its EXIF orientation ({e})") from None
+    if img.mode in WIDE_MODES:
+        return _wide_to_rgb(np.asarray(img), img.mode, path)
+    if img.mode not in NARROW_MODES:
+        raise DataError(f"{path}: unsupported image mode {img.mode}; save it as 8- or 16-bit RGB or grayscale")
+    return np.asarray(img.convert("RGB"))
+
+
+NARROW_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"}
+WIDE_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+
+
+def _wide_to_rgb(arr: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """16-bit, 32-bit integer and float grayscale -> 8-bit: Pillow's own conversion clips them at 255."""
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise DataError(f"{path}: the image holds NaN or infinite pixels")
+    lo, hi = arr.min(), arr.max()
+    if mode == "F" and lo >= 0 and hi <= 1:
+        arr = arr * 255          # float images in 0..1
+    elif mode.startswith("I;16") or (mode == "I" and 255 < hi <= 65535 and lo >= 0):
+        arr = arr / 257          # 16-bit: 65535 -> 255
+    elif lo < 0 or hi > 255:
+        raise DataError(f"{path}: {mode} pixels range {lo:g} .. {hi:g}, which has no 8-bit reading; "
+                        "save it as 8- or 16-bit, or as float in 0..1")
+    gray = np.rint(arr).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def read_mask_pixels(path: Path) -> tuple[np.ndarray, str, list[int] | None]:
