@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -142,7 +143,8 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     # spawn, not fork: forking a process whose inference threads are running can deadlock the child.
     # workers=0 encodes on one thread of this process instead.
     pool = (ThreadPoolExecutor(1) if workers == 0
-            else ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            else ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=watch_parent, initargs=(os.getpid(),)))
     pending = set()
     shards = ShardBuffer(start, count, done)
     try:
@@ -189,6 +191,17 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
             "dropped": len(dropped),
             "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
             "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
+
+
+def watch_parent(parent: int, every: float = 0.5) -> None:
+    """Runs in each encoder process: exit as soon as the parent is gone. After a kill -9 (or the OOM killer)
+    of `runtime sample`, encoders otherwise lived on for minutes, holding the caller's stdout pipe open."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
 def quality_scorer(sampler: Sampler) -> Scorer:

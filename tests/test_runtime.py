@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -360,3 +361,48 @@ def test_drop_worst_needs_a_quality_reference(entry, tmp_path):
     res = CliRunner().invoke(main, ["sample", str(old), "--out", str(tmp_path / "o"), "--count", "2",
                                     "--drop-worst", "0.1"])
     assert res.exit_code == 1 and "no quality reference" in res.output and not (tmp_path / "o").exists()
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_encoders_exit_when_runtime_sample_is_killed(entry, tmp_path):
+    """After kill -9 of `runtime sample`, encoder processes lived on for minutes holding the caller's stdout
+    (issue 12, medium 10)."""
+    import signal
+    import time
+
+    out = tmp_path / "o"
+    cli = Path(sys.executable).parent / "runtime"
+    proc = subprocess.Popen([str(cli), "sample", str(entry), "--out", str(out), "--count", "1000000",
+                             "--workers", "2", "--batch-size", "8", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not ((out / "images").is_dir() and any((out / "images").iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.2)
+    encoders = {k for k in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()}
+    assert len(encoders) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(k) for k in encoders) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(k) for k in encoders)
+    assert proc.stdout.read() == b""   # returns: nobody holds the pipe any more
