@@ -159,3 +159,37 @@ def test_resuming_a_run_from_before_issue_11_keeps_its_training(scene, tmp_path)
     old = TrainConfig.from_dict(cfg["train"])
     assert (old.lambda_freq, old.ceiling, old.floor, old.mask_resize) == (0.0, 0.0, 0.0, "nearest")
     assert old.guard and old.check_every == 100  # the guard itself is new for everyone
+
+
+def test_one_corrupt_file_does_not_block_a_run(scene, tmp_path):
+    """A truncated latest checkpoint, a torn last log line or an empty data.safetensors once ended `trainer
+    resume` / `zoo export` in a traceback (issue 12, medium 8)."""
+    from zoo.cli import main as zoo
+
+    img, mask = scene
+    run = tmp_path / "run"
+    assert fit([str(img), "--mask", str(mask), "--out", str(run), "--iters", "4", "--save-every", "2",
+                "--log-every", "1", *TINY]).exit_code == 0
+    newest = list_checkpoints(run / "checkpoints")[-1]
+    intact = newest.read_bytes()
+    newest.write_bytes(intact[: len(intact) // 2])                   # a crash or a full disk while saving
+    with open(run / "losses.jsonl", "a") as f:
+        f.write('{"iter": 5, "time": 0.1, "G"')                      # the process died mid-line
+    res = CliRunner().invoke(main, ["resume", str(run), "--iters", "6", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "ckpt-000000004.safetensors: unreadable" in res.output and "falling back" in res.output
+    assert [ln["iter"] for ln in _losses(run)] == [1, 2, 3, 4, 5, 6]  # resumed at 2, torn line dropped
+    assert list_checkpoints(run / "checkpoints")[-1].name == "ckpt-000000006.safetensors"
+    res = CliRunner().invoke(main, ["resume", str(run), "--iters", "3"])
+    assert res.exit_code == 1 and "below the iteration the run is at (6)" in res.output
+    assert json.loads((run / "config.json").read_text())["train"]["iters"] == 6
+    (run / "checkpoints" / "ckpt-000000006.safetensors").write_bytes(b"")
+    res = CliRunner().invoke(zoo, ["export", str(run), "--out", str(tmp_path / "e"), "--precision", "fp32", "-q"])
+    assert res.exit_code == 0, res.output                            # exports iteration 4 (the one before)
+    assert json.loads((tmp_path / "e/config.json").read_text())["training"]["iterations"] == 4
+    (run / "data.safetensors").write_bytes(b"")
+    for cli, args in ((main, ["resume", str(run), "--iters", "8"]),
+                      (zoo, ["export", str(run), "--out", str(tmp_path / "f")])):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 1 and "data.safetensors: unreadable" in res.output, res.output
+        assert res.output.count("\n") == 1 + res.output.count("warning")

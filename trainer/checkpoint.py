@@ -11,9 +11,12 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from zoo.errors import UserError
@@ -22,6 +25,9 @@ from .config import ModelConfig
 from .generator import Generator, refresh_spectral_norms
 
 CKPT_RE = re.compile(r"ckpt-(\d{9})\.safetensors$")
+# what reading a truncated, empty or foreign safetensors file raises
+LOAD_ERRORS = (SafetensorError, OSError, RuntimeError, KeyError, ValueError, TypeError)
+T = TypeVar("T")
 UMASK = os.umask(0)  # read once: os.umask can only be read by setting it
 os.umask(UMASK)
 
@@ -172,6 +178,18 @@ def load_checkpoint(path: Path, G, D, G_ema, opt_G, opt_D) -> int:
     return int(meta["iteration"])
 
 
+def newest_loadable(ckpts: list[Path], load: Callable[[Path], T]) -> tuple[T, Path]:
+    """load() of the newest checkpoint that loads. One left truncated or empty (a crash, a full disk) is
+    skipped with a warning and kept as it is; none loading is a one-line error."""
+    for path in reversed(ckpts):
+        try:
+            return load(path), path
+        except LOAD_ERRORS as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            warnings.warn(f"{path}: unreadable ({first}); falling back to the checkpoint before it")
+    raise UserError(f"{ckpts[-1].parent}: none of the {len(ckpts)} checkpoints can be loaded")
+
+
 def load_ema_generator(path: Path, G: Generator) -> Generator:
     """Load only the EMA generator weights from a checkpoint (for sampling and export)."""
     G.load_state_dict(_strip("G_ema", load_file(str(path))), strict=True)
@@ -192,9 +210,6 @@ def load_run_generator(run_dir: Path) -> tuple[Generator, dict, Path]:
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not ckpts:
         raise UserError(f"{run_dir}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")
-    try:
-        G = load_ema_generator(ckpts[-1], Generator(model_cfg))
-    except (RuntimeError, OSError, KeyError) as e:
-        raise UserError(f"{ckpts[-1]}: cannot load the EMA generator ({str(e).splitlines()[0]})") from None
+    G, path = newest_loadable(ckpts, lambda p: (load_ema_generator(p, Generator(model_cfg)), guard_state(p))[0])
     refresh_spectral_norms(G)  # runs saved before the EMA kept exact vectors
-    return G.eval(), config, ckpts[-1]
+    return G.eval(), config, path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,15 +22,10 @@ class RunError(UserError):
     """A run directory that cannot be used as asked."""
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    click.echo(f"warning: {message}", err=True)
-
-
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oneshot-gan")
 def main() -> None:
     """Train one-shot image + segmentation-mask GANs from a single image or video."""
-    warnings.showwarning = _show_warning
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -175,6 +169,8 @@ def resume(run_dir, iters, guard, max_rollbacks, quiet):
     trainer = Trainer(run_dir, model_cfg, train_cfg, to_float_images(images), masks,
                       config["data"].get("palette") or None)
     start = trainer.restore_latest()
+    if iters is not None and iters < start:
+        raise ConfigError(f"--iters {iters} is below the iteration the run is at ({start}); nothing changed")
     if changes:  # later resumes keep them
         config["train"].update(changes)
         from .checkpoint import atomic_write_text

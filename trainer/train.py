@@ -27,8 +27,8 @@ from zoo.errors import UserError
 
 from . import __version__
 from .augment import augment
-from .checkpoint import (atomic_save_tensors, atomic_write_bytes, atomic_write_text, guard_state, is_healthy,
-                         list_checkpoints, load_checkpoint, save_checkpoint)
+from .checkpoint import (LOAD_ERRORS, atomic_save_tensors, atomic_write_bytes, atomic_write_text, guard_state,
+                         is_healthy, list_checkpoints, load_checkpoint, newest_loadable, save_checkpoint)
 from .config import ConfigError, ModelConfig
 from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
@@ -242,7 +242,7 @@ class Trainer:
 
     def restore_latest(self) -> int:
         ckpts = list_checkpoints(self.run_dir / "checkpoints")
-        return self.restore(ckpts[-1]) if ckpts else self.iteration
+        return newest_loadable(ckpts, self.restore)[0] if ckpts else self.iteration
 
     def health_text(self) -> str:
         g = self.guard
@@ -316,7 +316,8 @@ class Trainer:
         path = self.run_dir / "losses.jsonl"
         if not path.exists():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["iter"] <= self.iteration]
+        keep = [ln for ln in path.read_text(errors="replace").splitlines()
+                if (rec := _record(ln)) is not None and rec.get("iter", 0) <= self.iteration]
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     # -- the loop -----------------------------------------------------------------------------------------
@@ -384,11 +385,26 @@ def write_run(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, dat
     atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
 
+def _record(line: str) -> dict | None:
+    """One losses.jsonl line; None for a blank or torn one (the process died while appending it)."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray | None]:
     config = json.loads((run_dir / "config.json").read_text())
-    data = load_file(str(run_dir / "data.safetensors"))
+    path = run_dir / "data.safetensors"
+    try:
+        data = load_file(str(path))
+        images = data["images"].numpy()
+    except LOAD_ERRORS as e:
+        raise UserError(f"{path}: unreadable ({(str(e).strip().splitlines() or [type(e).__name__])[0][:160]}); "
+                       "the run's training data is lost, train it again") from None
     masks = data["masks"].numpy() if "masks" in data else None
-    return config, data["images"].numpy(), masks
+    return config, images, masks
 
 
 def to_float_images(images_u8: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 import errno
 import functools
 import sys
+import warnings
 
 import click
 
@@ -25,9 +26,18 @@ def user_errors(fn):
     return wrapper
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {message}", err=True)
+
+
 class OneLineErrors(click.Group):
     """A command group whose option and argument mistakes also end in one `error:` line and exit code 1
-    (click's own standalone mode prints the usage text and exits 2)."""
+    (click's own standalone mode prints the usage text and exits 2), and whose warnings are one
+    `warning:` line each."""
+
+    def invoke(self, ctx):
+        warnings.showwarning = _one_line_warning
+        return super().invoke(ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
