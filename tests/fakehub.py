@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +33,7 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.served: dict[str, bytes] = {}        # overrides: "repo/path" -> bytes served instead (tampering)
+        self.hang = 0.0       # seconds to wait before answering anything (a server that accepts and stalls)
         self.hostile: dict = {}   # a malicious server: header name -> value on resolve answers (404s included),
                                   # "sha" -> the API's commit, "tree" -> {field: value} on every tree item
         hub = self
@@ -75,6 +77,8 @@ class FakeHub:
     def _answer(self, h: BaseHTTPRequestHandler, body: bool):
         path = unquote(urlsplit(h.path).path)
         self.requests.append((h.command, path))
+        if self.hang:
+            time.sleep(self.hang)
         if path.startswith("/api/models/"):
             return self._api(h, path[len("/api/models/"):])
         parts = path.strip("/").split("/")

@@ -32,6 +32,7 @@ def hub(fake_hub, entry, tmp_path, monkeypatch):
     fake_hub.repos.pop("org/scene", None)
     fake_hub.served.clear()
     fake_hub.hostile.clear()
+    fake_hub.hang = 0.0
     dev = fake_hub.commit_folder("org/scene", entry, branch="dev")
     sha = fake_hub.commit_folder("org/scene", entry)   # main: the same files, a newer commit
     files = {p: {"sha256": sha256_file(entry / p), "bytes": (entry / p).stat().st_size}
@@ -166,6 +167,19 @@ def test_cached_files_must_link_into_blobs(hub, tmp_path):
     card.symlink_to(elsewhere)
     res = run("pull", "org/scene", "--offline", "-q")
     assert res.exit_code == 1 and "README.md points outside the cache" in res.output, res.output
+
+
+def test_a_hub_that_never_answers_is_given_up_on(hub):
+    """zoo pull waited forever for a server that accepts the connection and never answers (issue 12, medium 9)."""
+    import time
+
+    hub.hang = 6.0
+    t0 = time.monotonic()
+    res = run("pull", "org/scene", "--timeout", "1", "-q")
+    assert time.monotonic() - t0 < 4
+    assert res.exit_code == 1 and "did not finish answering within 1 s" in res.output and "--timeout" in res.output
+    res = run("pull", "org/scene", "--timeout", "0")
+    assert res.exit_code == 1 and "Invalid value for '--timeout'" in res.output
 
 
 def test_tampered_or_deleted_cache_file_is_detected(hub, tmp_path):

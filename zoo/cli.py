@@ -9,17 +9,19 @@ from pathlib import Path
 import click
 
 from .errors import OneLineErrors, UserError, user_errors
-from .hub import Hub
+from .hub import DEFAULT_TIMEOUT, Hub
 
 
 def hub_options(fn):
-    """--index, --offline, --token, --endpoint -> the command gets `hub` (a Hub) and `index` (str or None)."""
+    """--index, --offline, --token, --endpoint, --timeout -> the command gets `hub` (a Hub) and `index`."""
 
     @functools.wraps(fn)
-    def wrapper(*args, offline, token, endpoint, **kwargs):
-        return fn(*args, hub=Hub.from_env(endpoint=endpoint, token=token, offline=offline), **kwargs)
+    def wrapper(*args, offline, token, endpoint, timeout, **kwargs):
+        return fn(*args, hub=Hub.from_env(endpoint=endpoint, token=token, offline=offline, timeout=timeout), **kwargs)
 
     for option in (
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
+                     show_default=True, metavar="SECONDS", help="Give up a download after this long in all."),
         click.option("--endpoint", default=None, help="Hub endpoint [$HF_ENDPOINT or https://huggingface.co]."),
         click.option("--token", default=None, envvar="HF_TOKEN", show_envvar=True,
                      help="Hub token, for private repos and pushing [public repos are fetched anonymously]."),

@@ -8,6 +8,7 @@ fetched with token=False (a stale stored token would turn them into 401s); pass 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from . import hub_checks
 from .errors import UserError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+DEFAULT_TIMEOUT = 300.0   # seconds for one pull, all requests and retries together
 TRUE = {"1", "on", "yes", "true"}
 
 
@@ -26,10 +28,11 @@ class Hub:
     token: str | None
     cache_dir: Path
     offline: bool
+    timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
     def from_env(cls, endpoint: str | None = None, token: str | None = None, cache_dir: str | None = None,
-                 offline: bool = False) -> "Hub":
+                 offline: bool = False, timeout: float | None = None) -> "Hub":
         env = os.environ
         endpoint = (endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         cache = cache_dir or env.get("HF_HUB_CACHE") or (Path(env["HF_HOME"]) / "hub" if env.get("HF_HOME") else None)
@@ -38,7 +41,7 @@ class Hub:
 
             cache = constants.HF_HUB_CACHE
         offline = offline or env.get("HF_HUB_OFFLINE", "").lower() in TRUE
-        return cls(endpoint, token or None, Path(cache).expanduser(), offline)
+        return cls(endpoint, token or None, Path(cache).expanduser(), offline, timeout or DEFAULT_TIMEOUT)
 
     @property
     def auth(self):
@@ -104,10 +107,10 @@ def snapshot(repo: str, revision: str | None, patterns: list[str], hub: Hub, for
     hub_checks.install()
     what = what or f"{repo}@{revision or 'main'}"
     try:
-        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, cache_dir=hub.cache_dir,
-                                      endpoint=hub.endpoint, token=hub.auth, force_download=force,
-                                      local_files_only=hub.offline, library_name="oneshot-gan",
-                                      library_version=__version__))
+        return Path(bounded(lambda: snapshot_download(
+            repo, revision=revision, allow_patterns=patterns, cache_dir=hub.cache_dir, endpoint=hub.endpoint,
+            token=hub.auth, force_download=force, local_files_only=hub.offline, library_name="oneshot-gan",
+            library_version=__version__), hub, what))
     except hub_checks.UnsafeResponse as e:
         raise unsafe(e, what, hub.endpoint) from None
     except hub_exceptions() as e:
@@ -122,13 +125,36 @@ def download_file(repo: str, path: str, revision: str | None, hub: Hub | None, e
     hub_checks.install()
     what = what or f"{repo}/{path}"
     try:
-        return Path(hf_hub_download(repo, path, revision=revision, cache_dir=hub.cache_dir,
-                                    endpoint=endpoint or hub.endpoint, token=hub.auth,
-                                    local_files_only=hub.offline))
+        return Path(bounded(lambda: hf_hub_download(repo, path, revision=revision, cache_dir=hub.cache_dir,
+                                                    endpoint=endpoint or hub.endpoint, token=hub.auth,
+                                                    local_files_only=hub.offline), hub, what))
     except hub_checks.UnsafeResponse as e:
         raise unsafe(e, what, endpoint or hub.endpoint) from None
     except hub_exceptions() as e:
         raise hub_error(e, what, hub) from None
+
+
+def bounded(call, hub: Hub, what: str):
+    """call() with a limit on its total time. huggingface_hub waits without end for a server that accepts the
+    connection and never answers, and retries stalled downloads for minutes; the call runs in a daemon thread
+    that is abandoned when the limit passes (what it completed stays in the cache, nothing half-written)."""
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = call()
+        except BaseException as e:  # handed to the caller's thread
+            result["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True, name="hub-download")
+    thread.start()
+    thread.join(hub.timeout)
+    if thread.is_alive():
+        raise UserError(f"{what}: {hub.endpoint} did not finish answering within {hub.timeout:g} s; try again "
+                        "later, or allow longer with --timeout")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def unsafe(e: Exception, what: str, endpoint: str) -> UserError:
