@@ -44,6 +44,18 @@ def checked_hash(entry: Entry, precision: str) -> str:
     return got
 
 
+def _check_io(session, entry: Entry, path: Path) -> None:
+    """The model's input and outputs are what config.json says (a mismatch would fail later, mid-job)."""
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    z = inputs.get("z")
+    if z is None or len(z) != 4 or z[1] != entry.noise_dim:
+        raise UserError(f"{path}: the model takes {inputs}, but config.json says z of {entry.noise_dim} channels")
+    if "image" not in outputs or entry.has_masks != ("mask" in outputs):
+        raise UserError(f"{path}: the model's outputs {sorted(outputs)} do not match config.json "
+                        f"({'image and mask' if entry.has_masks else 'image only'})")
+
+
 def fixed_runs(z: np.ndarray, size: int) -> list[np.ndarray]:
     """z split into runs of exactly `size` latents, the last one padded with zeros."""
     pad = -len(z) % size
@@ -105,6 +117,7 @@ class Sampler:
             raise UserError(f"{wanted} did not come up for {path} (got {self.session.get_providers()}); "
                             "refusing to fall back to another device silently")
         self.device = device
+        _check_io(self.session, entry, path)
         self.outputs = [o.name for o in self.session.get_outputs() if o.name in ("image", "mask")]
         self.lanes = (os.cpu_count() or 1) if device == "cpu" and not threads else 1
         self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="ort-lane") if self.lanes > 1 else None

@@ -287,6 +287,57 @@ def test_verify_catches_broken_entries(entry, tmp_path):
         assert res.exit_code == 1 and expect in res.output and res.output.count("\n") == 1, res.output
 
 
+def _deep(n):
+    return "[" * n + "]" * n
+
+
+TAMPERED = {   # config.json changes that once ended in tracebacks or silently wrong samples (issue 12, 11 + low)
+    "deep nesting": lambda c: _deep(100_000),
+    "null byte in a file name": lambda c: {**c, "files": {**c["files"], "a\u0000b": c["files"]["preview.png"]}},
+    "sha256 as a number": lambda c: {**c, "files": {**c["files"], "preview.png": {"sha256": 12, "bytes": 1}}},
+    "sha256 missing": lambda c: {**c, "files": {**c["files"], "preview.png": {"bytes": 1}}},
+    "bytes as a string": lambda c: {**c, "files": {**c["files"], "preview.png": {**c["files"]["preview.png"],
+                                                                                 "bytes": "many"}}},
+    "class names not strings": lambda c: {**c, "classes": {**c["classes"], "names": [1, 2, 3]}},
+    "training missing": lambda c: {k: v for k, v in c.items() if k != "training"},
+    "training a string": lambda c: {**c, "training": "yes"},
+    "noise_dim true": lambda c: {**c, "model": {**c["model"], "noise_dim": True}},
+    "noise_dim 1e9": lambda c: {**c, "model": {**c["model"], "noise_dim": 10**9}},
+    "grid 1e9": lambda c: {**c, "latent": {**c["latent"], "trained_grid": [10**9, 5]}},
+    "lying pixels_per_cell": lambda c: {**c, "latent": {**c["latent"], "pixels_per_cell": 16}},
+    "300 classes": lambda c: {**c, "classes": {"names": [f"c{i}" for i in range(300)],
+                                               "palette": [[0, 0, 0]] * 300}},
+    "palette out of range": lambda c: {**c, "classes": {**c["classes"], "palette": [[0, 0, 0], [300, 0, 0],
+                                                                                    [0, 0, -1]]}},
+    "short palette entry": lambda c: {**c, "classes": {**c["classes"], "palette": [[0, 0, 0], [1, 2], [3, 4, 5]]}},
+}
+
+
+@pytest.mark.parametrize("damage", sorted(TAMPERED))
+def test_tampered_config_is_one_line_in_every_command(entry, tmp_path, damage):
+    broken = tmp_path / "e"
+    shutil.copytree(entry, broken)
+    config = TAMPERED[damage](json.loads((broken / "config.json").read_text()))
+    (broken / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    for cli, args in ((zoo, ["verify", str(broken)]), (zoo, ["info", str(broken)]),
+                      (runtime_cli, ["sample", str(broken), "--out", str(tmp_path / "o"), "--count", "1", "-q"])):
+        res = run(*args, cli=cli)
+        assert res.exit_code == 1 and res.output.startswith("error: ") and res.output.count("\n") == 1, \
+            (damage, args[0], res.output[-300:])
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("quality", ['{"score": "patch-frechet-v1", "mean": [NaN], "cov": [[1]]}', "[1, 2]",
+                                     '{"score": "patch-frechet-v1", "mean": [1, 2], "cov": [[1]]}'])
+def test_verify_refuses_a_broken_quality_reference(entry, tmp_path, quality):
+    broken = tmp_path / "e"
+    shutil.copytree(entry, broken)
+    (broken / "quality.json").write_text(quality)
+    _rehash(broken, "quality.json")
+    res = run("verify", str(broken))
+    assert res.exit_code == 1 and "not a usable quality reference" in res.output, res.output
+
+
 def _rehash(entry_dir, name):
     cfg = json.loads((entry_dir / "config.json").read_text())
     cfg["files"][name]["sha256"] = sha256_file(entry_dir / name)   # a consistent but broken entry

@@ -38,6 +38,8 @@ class IndexEntry:
 
 def check_member_name(name: str, where: str) -> None:
     """File names in an index or entry stay inside the entry folder."""
+    if not isinstance(name, str) or any(ord(c) < 32 for c in name):
+        raise UserError(f"{where}: file name {name!r} is not a plain relative path")
     parts = name.split("/")
     if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise UserError(f"{where}: file name {name!r} escapes the entry folder")
@@ -78,7 +80,7 @@ def _read_json(path: Path, where: str):
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"{where}: index file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise UserError(f"{where}: not a readable JSON index ({e})") from None
 
 

@@ -63,10 +63,15 @@ class Scorer:
     def load(cls, path: Path) -> "Scorer":
         try:
             data = json.loads(Path(path).read_text())
-            if data.get("score") != SCORE:
-                raise ValueError(f"unknown score {data.get('score')!r}")
-            return cls(data["mean"], data["cov"])
-        except (OSError, ValueError, KeyError) as e:
+            if not isinstance(data, dict) or data.get("score") != SCORE:
+                raise ValueError(f"unknown score {data.get('score') if isinstance(data, dict) else data!r}")
+            scorer = cls(data["mean"], data["cov"])
+            d = scorer.mean.shape
+            if scorer.mean.ndim != 1 or scorer.cov.shape != d * 2 or not (np.isfinite(scorer.mean).all()
+                                                                          and np.isfinite(scorer.cov).all()):
+                raise ValueError("mean and cov must be a finite vector and its square matrix")
+            return scorer
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise UserError(f"{path}: not a usable quality reference ({e})") from None
 
     def scores(self, images: np.ndarray) -> np.ndarray:

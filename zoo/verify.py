@@ -9,8 +9,9 @@ from fnmatch import fnmatch
 
 import numpy as np
 
-from .entry import ONNX_FILES, Entry
+from .entry import ONNX_FILES, Entry, safe_member
 from .errors import UserError
+from .quality import Scorer
 from .scenes import Scene, check_files, patterns
 
 CARD_KEYS = ("library_name:", "pipeline_tag:", "license:")
@@ -28,6 +29,9 @@ def verify(scene: Scene) -> dict:
     checks["model_card"] = "ok"
     if "model.safetensors" in checks["files"]:
         checks["weights"] = _check_weights(entry)
+    if "quality.json" in checks["files"]:
+        Scorer.load(safe_member(entry.root, "quality.json", entry.within))
+        checks["quality_reference"] = "ok"
     checks["onnx"] = {p: _check_onnx(entry, p) for p in entry.precisions()}
     if not checks["onnx"]:
         raise UserError(f"{entry.root}: no ONNX model in the entry")
