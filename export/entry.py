@@ -156,6 +156,7 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
         if weights:
             save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(stage / "model.safetensors"),
                       metadata={"format": "oneshot-gan-generator/1", "weights": "EMA"})
+            os.chmod(stage / "model.safetensors", 0o666 & ~UMASK)   # safetensors writes it private (0600)
             config["files"]["model.safetensors"] = {"weights": "EMA generator, reference state-dict layout"}
         (stage / "preview.png").write_bytes(_preview(fp32, G, config["classes"]["palette"] or None))
         config["files"]["preview.png"] = {}

@@ -62,11 +62,12 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
 
     if start_index + count > MAX_INDEX:
         raise UserError(f"--start-index + --count must stay below {MAX_INDEX:,} (sample indices are 63-bit)")
-    if grid and size:
+    if grid is not None and size is not None:
         raise UserError("give --grid or --size, not both")
     quiet_downloads(quiet or as_json)   # a Hub scene is pulled on first use
     sampler = Sampler.from_pretrained(scene, precision=precision, device=device, index=index, hub=hub)
-    g = sampler.grid_for(parse_hw(grid, "grid") if grid else None, parse_hw(size, "size") if size else None)
+    g = sampler.grid_for(parse_hw(grid, "grid") if grid is not None else None,
+                         parse_hw(size, "size") if size is not None else None)
     if backend == "tensorrt":
         found, sampler = sampler.scene, EngineSampler(sampler.entry, precision, grid=g)
         sampler.scene = found
@@ -93,6 +94,8 @@ def info(scene, as_json, hub, index):
     """Classes, training size, reachable grids, artifacts and providers of SCENE."""
     import onnxruntime as ort
 
+    from zoo.info import plain
+
     from .sampler import find_scene
 
     found = find_scene(scene, index, hub)
@@ -109,8 +112,8 @@ def info(scene, as_json, hub, index):
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(f"scene          {data['scene']} ({data['folder']})")
-    click.echo(f"classes        {', '.join(data['classes']) or 'no masks'}")
+    click.echo(plain(f"scene          {data['scene']} ({data['folder']})"))
+    click.echo(plain(f"classes        {', '.join(data['classes']) or 'no masks'}"))
     click.echo(f"training size  {data['training_size'][0]}x{data['training_size'][1]} "
                f"(grid {entry.trained_grid[0]}x{entry.trained_grid[1]}, {ppc} px per cell)")
     click.echo(f"grids          {lo[0]}x{lo[1]} .. {hi[0]}x{hi[1]} "

@@ -69,6 +69,8 @@ def parse_hw(text: str, what: str) -> tuple[int, int]:
         h, w = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
         raise UserError(f"--{what} must look like HxW, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise UserError(f"--{what} must be positive, got {text!r}")
     return h, w
 
 

@@ -146,6 +146,24 @@ def test_decompression_bomb_is_one_line(tmp_path, monkeypatch, scene):
     assert res.exit_code == 1 and "decompression-bomb limit" in res.output and res.output.count("\n") == 1
 
 
+@pytest.mark.parametrize("args,expect", [
+    (["--size", "100000x100000"], "is too large"),
+    (["--size", "96x160", "--max-size", "64"], "38x64: at this size no generator depth"),
+    (["--size", "100x400"], "aspect ratio above 2.33"),
+])
+def test_describe_names_the_real_reason_a_size_fails(args, expect):
+    res = CliRunner().invoke(main, ["describe", *args])
+    assert res.exit_code == 1 and expect in res.output, res.output
+
+
+@pytest.mark.parametrize("option,value", [("--aug-prob", "5"), ("--lambda-dr", "-3"), ("--ema-decay", "7"),
+                                          ("--batch-size", "0"), ("--iters", "0"), ("--width", "0")])
+def test_fit_refuses_out_of_range_options(scene, tmp_path, option, value):
+    res = CliRunner().invoke(main, ["fit", str(scene[0]), "--out", str(tmp_path / "r"), option, value])
+    assert res.exit_code == 1 and f"Invalid value for '{option}'" in res.output and res.output.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_image(tmp_path):
     _bad(tmp_path, [tmp_path / "nope.png"], "nope.png: no such file")
 

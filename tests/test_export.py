@@ -34,6 +34,8 @@ def test_entry_files_config_and_hashes(entry):
     fp16 = cfg["files"]["onnx/generator.fp16.onnx"]["quality_vs_fp32"]
     assert fp16["mean_pixel_delta"] < 2.0 and fp16["mask_agreement"] > 0.9
     assert not list(entry.parent.glob(".*partial*"))
+    modes = {(entry / name).stat().st_mode & 0o777 for name in cfg["files"]}
+    assert len(modes) == 1   # model.safetensors was 0600 while the rest followed the umask
     from huggingface_hub import metadata_load
 
     card = metadata_load(entry / "README.md")

@@ -146,6 +146,8 @@ def test_custom_grid_and_size(entry, tmp_path):
     (["--batch-size", "0"], "Invalid value for '--batch-size'"),
     (["--no-such-option"], "No such option '--no-such-option'"),
     (["--out", "x" * 300], "cannot create the output folder"),
+    (["--size", ""], "--size must look like HxW"),
+    (["--grid", "0x5"], "--grid must be positive"),
     (["--grid", "1x5"], "outside this model's bounds"),
     (["--size", "30x40"], "not reachable"),
     (["--device", "cuda"], "CUDAExecutionProvider is not available"),

@@ -233,7 +233,9 @@ def test_index_rejects_traversal_and_unpinned_entries(hub, tmp_path):
     for bad, expect in [({"repo": "org/scene", "revision": hub.sha, "files": {"../x": {"sha256": "0" * 64}}},
                          "escapes the entry folder"),
                         ({"repo": "org/scene", "revision": "main", "files": {}}, "pinned 40-hex commit"),
-                        ({"repo": "../../etc", "revision": hub.sha, "files": {}}, "repo must look like org/name")]:
+                        ({"repo": "../../etc", "revision": hub.sha, "files": {}}, "repo must look like org/name"),
+                        ({"bundled": "../../../etc", "files": {}}, "bundled must name a scene shipped"),
+                        ({"bundled": "nonexistent", "files": {}}, "bundled must name a scene shipped")]:
         hub.index.write_text(json.dumps({"format": "oneshot-gan-index/1", "scenes": {"evil": bad}}))
         res = run("pull", "evil")
         assert res.exit_code == 1 and expect in res.output, res.output
@@ -418,6 +420,14 @@ def test_push_refuses_a_broken_entry(entry, tmp_path):
     (staged / "preview.png").write_bytes(b"x")
     res = run("push", str(staged), "--repo", "org/new")
     assert res.exit_code == 1 and "fails its sha256 check" in res.output
+    for name in ("README.md", "config.json"):   # a link to a file outside: its bytes would be uploaded
+        linked = tmp_path / f"linked-{name}"
+        shutil.copytree(entry, linked)
+        outside = tmp_path / f"outside-{name}"
+        (linked / name).rename(outside)
+        (linked / name).symlink_to(outside)
+        res = run("push", str(linked), "--repo", "org/new")
+        assert res.exit_code == 1 and f"{name} points outside the entry folder" in res.output, res.output
 
 
 def test_entry_with_training_state_resumes(run_dir, tmp_path, hub):
@@ -453,3 +463,19 @@ def test_verify_refuses_non_standard_operators(entry, tmp_path):
     _rehash(odd, "onnx/generator.onnx")
     res = run("verify", str(odd))
     assert res.exit_code == 1 and "non-standard operator domains ['com.example.custom']" in res.output
+
+
+def test_info_never_prints_terminal_control_characters(entry, tmp_path):
+    """Titles and class names were printed raw: an escape sequence could rewrite the terminal (issue 12, low)."""
+    evil = tmp_path / "e"
+    shutil.copytree(entry, evil)
+    card = (evil / "README.md").read_text().replace("# ", "# \x1b]0;owned\x07\x1b[2J", 1)
+    (evil / "README.md").write_text(card)
+    _rehash(evil, "README.md")
+    config = json.loads((evil / "config.json").read_text())
+    config["classes"]["names"][1] = "stone\x1b[1A\x1b[2K"
+    (evil / "config.json").write_text(json.dumps(config))
+    for cli, args in ((zoo, ["info", str(evil)]), (runtime_cli, ["info", str(evil)])):
+        res = run(*args, cli=cli)
+        assert res.exit_code == 0 and "\x1b" not in res.output and "\x07" not in res.output, res.output
+        assert "stone?[1A?[2K" in res.output

@@ -51,35 +51,46 @@ def _clear_run(out: Path) -> None:
 @main.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--mask", type=click.Path(path_type=Path), help="Mask image, or folder of masks matched by file stem.")
-@click.option("--classes", "classes_file", type=click.Path(path_type=Path), help="Class names, one per line, background first.")
+@click.option("--classes", "classes_file", type=click.Path(path_type=Path),
+              help="Class names, one per line, background first.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create.")
-@click.option("--max-size", type=int, default=None, help="Longer side of the training image, in pixels [CPU 160, GPU 320].")
-@click.option("--iters", type=int, default=None, help="Iterations [CPU 3,000, GPU 100,000].")
-@click.option("--batch-size", default=5, show_default=True)
-@click.option("--width", "width_mult", type=float, default=None,
+@click.option("--max-size", type=click.IntRange(8), default=None,
+              help="Longer side of the training image, in pixels [CPU 160, GPU 320].")
+@click.option("--iters", type=click.IntRange(1), default=None, help="Iterations [CPU 3,000, GPU 100,000].")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=5, show_default=True)
+@click.option("--width", "width_mult", type=click.FloatRange(0, 4, min_open=True), default=None,
               help="Channel multiplier, 1.0 = the reference widths [CPU 0.25, GPU 1.0].")
-@click.option("--lr", type=float, default=None, help="Adam learning rate of G and D [CPU 1e-4, GPU 2e-4].")
-@click.option("--aug-prob", default=0.7, show_default=True)
-@click.option("--lambda-freq", default=1.0, show_default=True,
+@click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Adam learning rate of G and D [CPU 1e-4, GPU 2e-4].")
+@click.option("--aug-prob", type=click.FloatRange(0, 1), default=0.7, show_default=True)
+@click.option("--lambda-freq", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
-@click.option("--lambda-dr", default=0.15, show_default=True)
-@click.option("--ema-decay", type=float, default=None,
+@click.option("--lambda-dr", type=click.FloatRange(0), default=0.15, show_default=True)
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="EMA decay of G [0.9999, horizon scaled to iters/100,000 for shorter runs].")
-@click.option("--bernoulli-warmup", type=int, default=None, help="Iterations of Bernoulli masks [15,000 x iters/100,000].")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--bernoulli-warmup", type=click.IntRange(0), default=None,
+              help="Iterations of Bernoulli masks [15,000 x iters/100,000].")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
-@click.option("--save-every", type=int, default=None, help="Checkpoint every N iterations [CPU 500, GPU 5,000].")
-@click.option("--preview-every", type=int, default=None, help="Preview every N iterations [CPU 500, GPU 5,000].")
-@click.option("--log-every", default=10, show_default=True, help="Write losses.jsonl every N iterations.")
-@click.option("--keep", default=3, show_default=True, help="Checkpoints to keep (and the newest healthy one).")
-@click.option("--check-every", default=100, show_default=True, help="Collapse-guard health check every N iterations.")
+@click.option("--save-every", type=click.IntRange(1), default=None,
+              help="Checkpoint every N iterations [CPU 500, GPU 5,000].")
+@click.option("--preview-every", type=click.IntRange(1), default=None,
+              help="Preview every N iterations [CPU 500, GPU 5,000].")
+@click.option("--log-every", type=click.IntRange(1), default=10, show_default=True,
+              help="Write losses.jsonl every N iterations.")
+@click.option("--keep", type=click.IntRange(1), default=3, show_default=True,
+              help="Checkpoints to keep (and the newest healthy one).")
+@click.option("--check-every", type=click.IntRange(1), default=100, show_default=True,
+              help="Collapse-guard health check every N iterations.")
 @click.option("--guard/--no-guard", default=True, show_default=True,
               help="On a collapse, roll back to the last healthy checkpoint (--no-guard: only report it).")
-@click.option("--max-rollbacks", type=click.IntRange(0), default=2, show_default=True, help="Rollbacks before a collapse stops the run.")
+@click.option("--max-rollbacks", type=click.IntRange(0), default=2, show_default=True,
+              help="Rollbacks before a collapse stops the run.")
 @click.option("--no-masks", is_flag=True, help="Ignore masks: train the image-only model.")
-@click.option("--every", default=1, show_default=True, help="Video / frame folder: take every N-th frame.")
-@click.option("--max-frames", type=int, default=None, help="Video / frame folder: at most N frames.")
+@click.option("--every", type=click.IntRange(1), default=1, show_default=True,
+              help="Video / frame folder: take every N-th frame.")
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="Video / frame folder: at most N frames.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
@@ -193,7 +204,7 @@ def _run(trainer, out: Path, quiet: bool) -> None:
 @click.option("--size", required=True, help="Image size HxW (before --max-size capping).")
 @click.option("--classes", default=0, show_default=True, help="Mask classes including background (0 = no masks).")
 @click.option("--width", "width_mult", default=1.0, show_default=True)
-@click.option("--max-size", type=int, default=None, help="Cap the longer side first, as fit does.")
+@click.option("--max-size", type=click.IntRange(8), default=None, help="Cap the longer side first, as fit does.")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def describe(size, classes, width_mult, max_size, as_json):

@@ -95,8 +95,26 @@ def choose_blocks(height: int, width: int) -> int:
         raise ConfigError(
             f"{height}x{width} is too small: the smallest generator ({MIN_BLOCKS} blocks) needs both sides >= {smallest} px"
         )
-    raise ConfigError(f"{height}x{width}: no generator depth gives a latent grid within {GRID_MIN}..{GRID_MAX} on both sides "
-                      f"(aspect ratio above {GRID_MAX / GRID_MIN:.2f} is not supported)")
+    largest = (GRID_MAX + 0.5) * 2 ** (MAX_BLOCKS - 1)
+    if max(height, width) >= largest:
+        raise ConfigError(f"{height}x{width} is too large: the deepest generator ({MAX_BLOCKS} blocks) takes sides "
+                          f"below {largest:.0f} px; cap it with --max-size")
+    if max(height, width) / min(height, width) > GRID_MAX / GRID_MIN:
+        raise ConfigError(f"{height}x{width}: aspect ratio above {GRID_MAX / GRID_MIN:.2f} is not supported "
+                          f"(the latent grid must be {GRID_MIN}..{GRID_MAX} cells on both sides)")
+    near = next((m for m in range(max(height, width) - 1, smallest - 1, -1) if _fits(*capped_size(height, width, m))),
+                None)
+    hint = f"; --max-size {near} works" if near else ""
+    raise ConfigError(f"{height}x{width}: at this size no generator depth gives a latent grid of {GRID_MIN}..{GRID_MAX} "
+                      f"cells on both sides{hint}")
+
+
+def _fits(height: int, width: int) -> bool:
+    try:
+        choose_blocks(height, width)
+        return True
+    except ConfigError:
+        return False
 
 
 def auto_config(height: int, width: int, max_size: int | None = None, num_classes: int = 0,

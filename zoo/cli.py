@@ -145,6 +145,7 @@ def list_cmd(as_json, hub, index):
     """Bundled, indexed and cached scenes, with their size and revision."""
     from .cache import list_scenes
     from .index import load_index
+    from .info import plain
 
     rows = list_scenes(hub, load_index(index, hub))
     if as_json:
@@ -153,7 +154,7 @@ def list_cmd(as_json, hub, index):
     for r in rows:
         where = r["repo"] + "@" + r["revision"][:12] if r.get("repo") else "bundled with the package"
         state = "" if r["source"] == "bundled" else ("pulled" if r["pulled"] else "not pulled")
-        click.echo(f"{r['name']:<28} {r['source']:<8} {_size(r['bytes']):>9}  {state:<10}  {where}")
+        click.echo(plain(f"{r['name']:<28} {r['source']:<8} {_size(r['bytes']):>9}  {state:<10}  {where}"))
 
 
 @main.command()
@@ -164,17 +165,17 @@ def list_cmd(as_json, hub, index):
 def info(scene, as_json, hub, index):
     """The model card summary, classes, sizes, artifacts, files and hashes of SCENE (no download)."""
     from .index import load_index
-    from .info import scene_info
+    from .info import plain, scene_info
 
     data = scene_info(scene, hub, load_index(index, hub))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data["summary"].items():
-        click.echo(f"{key:<15} {value}")
+        click.echo(plain(f"{key:<15} {value}"))
     click.echo("files")
     for name, f in data["files"].items():
-        click.echo(f"  {name:<32} {_size(f.get('bytes')):>9}  sha256 {f.get('sha256', '?')[:16]}")
+        click.echo(plain(f"  {name:<32} {_size(f.get('bytes')):>9}  sha256 {f.get('sha256', '?')[:16]}"))
 
 
 @main.command()

@@ -17,6 +17,7 @@ from .errors import UserError
 
 INDEX_FORMAT = "oneshot-gan-index/1"
 SHIPPED = Path(__file__).with_name("index.json")
+BUNDLED = Path(__file__).with_name("scenes")
 INDEX_ENV = "ONESHOT_GAN_INDEX"
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REPO = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -58,6 +59,9 @@ def _parse_entry(name: str, item, where: str) -> IndexEntry:
         if not isinstance(info, dict) or not SHA256.match(str(info.get("sha256", ""))):
             raise UserError(f"{where}: scene {name!r}: {fname} needs a 64-hex sha256")
     if item.get("bundled"):
+        bundled = item["bundled"]
+        if not isinstance(bundled, str) or not NAME.match(bundled) or not (BUNDLED / bundled / "config.json").is_file():
+            raise UserError(f"{where}: scene {name!r}: bundled must name a scene shipped with the package, got {bundled!r}")
         return IndexEntry(name, bundled=str(item["bundled"]), files=files, description=item.get("description", ""))
     repo, revision = item.get("repo"), item.get("revision")
     if not isinstance(repo, str) or not REPO.match(repo):

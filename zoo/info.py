@@ -10,6 +10,13 @@ from .index import IndexEntry
 from .scenes import parse_scene, resolve
 
 CARD_LINE = re.compile(r"^- (training image|training image licence): (.+)$", re.M)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(value) -> str:
+    """Text from an entry, an index or a server, safe to print on a terminal: control characters (escape
+    sequences that could move the cursor, rewrite earlier lines or set the window title) become '?'."""
+    return CONTROL.sub("?", str(value))
 
 
 def _card(text: str) -> dict:

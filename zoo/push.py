@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .entry import Entry
+from .entry import Entry, safe_member
 from .hub import Hub, hub_exceptions, hub_error
 from .index import index_line
 from .scenes import Scene, SceneRef, sha256_file
@@ -24,6 +24,8 @@ def push(entry_dir: Path, repo: str, hub: Hub, private: bool = False, revision: 
     entry = Entry.load(entry_dir)
     verify(Scene(SceneRef(str(entry_dir), "local", path=entry_dir), entry))
     files = entry_files(entry)
+    for name in files:   # config.json and README.md too: a link out of the folder would upload another file
+        safe_member(entry_dir, name)
     api = api or HfApi(endpoint=hub.endpoint, token=hub.token)
     try:
         api.create_repo(repo, repo_type="model", private=private, exist_ok=True)

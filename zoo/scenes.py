@@ -17,15 +17,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .entry import Entry, safe_member
+from .entry import ONNX_FILES, Entry, safe_member
 from .errors import UserError
 from .hub import Hub, cached_commit, snapshot
-from .index import REPO, IndexEntry, load_index
+from .index import BUNDLED, REPO, IndexEntry, load_index
 
-BUNDLED = Path(__file__).with_name("scenes")
 DEFAULT_SCENE = "coins"
 # What sampling needs; weights and the training state come only on request.
-SAMPLING_FILES = ["config.json", "README.md", "preview.png", "quality.json", "onnx/*.onnx"]
+SAMPLING_FILES = ["config.json", "README.md", "preview.png", "quality.json", *ONNX_FILES.values()]  # exact names
 WEIGHT_FILES = ["model.safetensors"]
 CHECKPOINT_FILES = ["checkpoint/*"]
 HUB_ID = re.compile(r"^(?P<repo>[^@\s]+/[^@\s]+?)(?:@(?P<rev>[^@\s]+))?$")
