@@ -193,3 +193,29 @@ def test_one_corrupt_file_does_not_block_a_run(scene, tmp_path):
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 1 and "data.safetensors: unreadable" in res.output, res.output
         assert res.output.count("\n") == 1 + res.output.count("warning")
+
+
+def test_a_full_disk_keeps_the_iterations_so_far(scene, tmp_path, monkeypatch):
+    """A full disk once lost every iteration since the last checkpoint, with a traceback (issue 12, medium 11)."""
+    import errno
+
+    from trainer.train import Trainer
+
+    real = Trainer.write_preview
+
+    def full(self):
+        if self.iteration == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self)
+
+    monkeypatch.setattr(Trainer, "write_preview", full)
+    img, mask = scene
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["fit", str(img), "--mask", str(mask), "--out", str(run), "--iters", "6",
+                                    "--save-every", "100", "--preview-every", "3", *TINY])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "No space left on device while writing the run (saved a checkpoint at iteration 3)" in res.output
+    assert list_checkpoints(run / "checkpoints")[-1].name == "ckpt-000000003.safetensors"
+    monkeypatch.setattr(Trainer, "write_preview", real)
+    res = CliRunner().invoke(main, ["resume", str(run), "-q"])
+    assert res.exit_code == 0 and list_checkpoints(run / "checkpoints")[-1].name == "ckpt-000000006.safetensors"

@@ -110,15 +110,6 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
     lr = recipe["lr"] if lr is None else lr
     save_every = recipe["save_every"] if save_every is None else save_every
     preview_every = recipe["preview_every"] if preview_every is None else preview_every
-    for name, value in (("--iters", iters), ("--batch-size", batch_size), ("--save-every", save_every),
-                        ("--preview-every", preview_every), ("--log-every", log_every), ("--every", every),
-                        ("--check-every", check_every)):
-        if value < 1:
-            raise ConfigError(f"{name} must be at least 1, got {value}")
-    if lr <= 0 or lambda_freq < 0:
-        raise ConfigError(f"--lr must be positive and --lambda-freq at least 0, got {lr} and {lambda_freq}")
-    if max_frames is not None and max_frames < 1:
-        raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
     _check_out(out, overwrite)
     scene = load_scene(source, mask, every=every, max_frames=max_frames, class_names_file=classes_file,
                        use_masks=not no_masks)
@@ -139,9 +130,12 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
                  "mask_encoding": scene.mask_encoding, "class_names": scene.class_names,
                  "palette": scene.palette, "source_ids": scene.source_ids, "every": every, "max_frames": max_frames}
     trainer = Trainer(out, model_cfg, train_cfg, to_float_images(images), masks, scene.palette or None)
-    if overwrite:
-        _clear_run(out)
-    write_run(out, model_cfg, train_cfg, data_info, images, masks)
+    try:
+        if overwrite:
+            _clear_run(out)
+        write_run(out, model_cfg, train_cfg, data_info, images, masks)
+    except OSError as e:   # a read-only or full filesystem
+        raise RunError(f"{out}: cannot write the run folder ({e.strerror or e})") from None
     if not quiet:
         click.echo(f"training {model_cfg.height}x{model_cfg.width} (grid {model_cfg.grid_h}x{model_cfg.grid_w}, "
                    f"{len(scene.frames)} frame(s), {scene.num_classes or 'no'} classes) on {trainer.device} -> {out}",
@@ -192,7 +186,22 @@ def resume(run_dir, iters, guard, max_rollbacks, quiet):
 
 
 def _run(trainer, out: Path, quiet: bool) -> None:
-    if not trainer.fit(quiet=quiet):
+    try:
+        finished = trainer.fit(quiet=quiet)
+    except OSError as e:   # a full disk, a folder gone read-only: keep what the iterations so far learned
+        at = trainer.iteration
+        try:
+            trainer.save()
+            kept = f"saved a checkpoint at iteration {at}"
+        except OSError:
+            from .checkpoint import list_checkpoints
+
+            ckpts = list_checkpoints(out / "checkpoints")
+            kept = (f"could not save iteration {at}; the last checkpoint is {ckpts[-1].name}" if ckpts
+                    else "no checkpoint could be saved")
+        raise RunError(f"{out}: {e.strerror or e} while writing the run ({kept}); free space or fix the folder, "
+                       f"then `trainer resume {out}`") from None
+    if not finished:
         click.echo(f"interrupted: checkpoint saved at iteration {trainer.iteration}; "
                    f"continue with `trainer resume {out}`", err=True)
         sys.exit(130)
