@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -142,12 +143,13 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
                dynamic_ncols=True, desc="sample")
     # spawn, not fork: forking a process whose inference threads are running can deadlock the child.
     # workers=0 encodes on one thread of this process instead.
-    pool = (ThreadPoolExecutor(1) if workers == 0
-            else ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=watch_parent, initargs=(os.getpid(),)))
+    pool = ThreadPoolExecutor(1)   # replaced by the encoder processes first thing in the try
     pending = set()
     shards = ShardBuffer(start, count, done)
     try:
+        if workers:
+            pool.shutdown()
+            pool = encoder_pool(workers)
         for idx, images, masks in (batch for block in todo_blocks(start, count, done)
                                    for batch in sampler.iter_batches(indices=block, seed=seed, batch_size=batch_size,
                                                                      grid=grid)):
@@ -191,6 +193,28 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
             "dropped": len(dropped),
             "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
             "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
+
+
+def encoder_pool(workers: int) -> ProcessPoolExecutor:
+    """Encoder processes, all started now with Ctrl-C blocked in them: a terminal sends it to the whole process
+    group, and it is the parent's to handle (it stops the pool; the encoders finish the file they write). The
+    mask is inherited across fork and exec, so even an encoder still importing prints no traceback; in this
+    process the signal still arrives (on another thread if this one blocks it)."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=watch_parent, initargs=(os.getpid(),))
+    mask = hasattr(signal, "pthread_sigmask")
+    try:
+        if mask:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        for _ in range(workers):   # each submit starts a process (fork + exec) while none is idle
+            pool.submit(int)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        if mask:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    return pool
 
 
 def watch_parent(parent: int, every: float = 0.5) -> None:
