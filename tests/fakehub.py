@@ -33,6 +33,7 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.served: dict[str, bytes] = {}        # overrides: "repo/path" -> bytes served instead (tampering)
+        self.status: int | None = None   # answer everything with this error status (a server in trouble)
         self.hang = 0.0       # seconds to wait before answering anything (a server that accepts and stalls)
         self.hostile: dict = {}   # a malicious server: header name -> value on resolve answers (404s included),
                                   # "sha" -> the API's commit, "tree" -> {field: value} on every tree item
@@ -79,6 +80,8 @@ class FakeHub:
         self.requests.append((h.command, path))
         if self.hang:
             time.sleep(self.hang)
+        if self.status:
+            return self._error(h, self.status, None, "server error")
         if path.startswith("/api/models/"):
             return self._api(h, path[len("/api/models/"):])
         parts = path.strip("/").split("/")

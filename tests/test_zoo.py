@@ -33,6 +33,7 @@ def hub(fake_hub, entry, tmp_path, monkeypatch):
     fake_hub.served.clear()
     fake_hub.hostile.clear()
     fake_hub.hang = 0.0
+    fake_hub.status = None
     dev = fake_hub.commit_folder("org/scene", entry, branch="dev")
     sha = fake_hub.commit_folder("org/scene", entry)   # main: the same files, a newer commit
     files = {p: {"sha256": sha256_file(entry / p), "bytes": (entry / p).stat().st_size}
@@ -180,6 +181,36 @@ def test_a_hub_that_never_answers_is_given_up_on(hub):
     assert res.exit_code == 1 and "did not finish answering within 1 s" in res.output and "--timeout" in res.output
     res = run("pull", "org/scene", "--timeout", "0")
     assert res.exit_code == 1 and "Invalid value for '--timeout'" in res.output
+
+
+@pytest.mark.parametrize("trouble", ["500", "503", "down"])
+def test_a_branch_pull_says_when_the_hub_cannot_be_asked(hub, tmp_path, monkeypatch, trouble):
+    """A branch pull with the server down returned the cached commit silently; a 500 was reported as "cannot
+    reach"; a 503 with a partial cache suggested --force (issue 12, low)."""
+    def in_trouble():
+        if trouble == "down":
+            monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")   # nothing listens there
+        else:
+            hub.status = int(trouble)
+
+    def healthy():
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        hub.status = None
+
+    said = "cannot reach" if trouble == "down" else f"answered {trouble} (a server error): try again later"
+    in_trouble()
+    res = run("pull", "org/scene", "-q")                       # nothing cached
+    assert res.exit_code == 1 and said in res.output and "--force" not in res.output, res.output
+    healthy()
+    assert run("pull", "org/scene", "-q").exit_code == 0
+    in_trouble()
+    res = run("pull", "org/scene", "--json")                   # cached: used, and said so
+    assert res.exit_code == 0 and json.loads(res.output.splitlines()[-1])["revision"] == hub.sha, res.output
+    assert f"warning: org/scene: " in res.output and said in res.output and "of main, which may be behind" in res.output
+    snapshot = tmp_path / "cache/models--org--scene/snapshots" / hub.sha
+    (snapshot / "preview.png").unlink()                        # a partial cache: not used, not blamed
+    res = run("pull", "org/scene", "-q")
+    assert res.exit_code == 1 and said in res.output and "--force" not in res.output, res.output
 
 
 def test_tampered_or_deleted_cache_file_is_detected(hub, tmp_path):

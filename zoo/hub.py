@@ -51,11 +51,19 @@ class Hub:
         return self.cache_dir / ("models--" + repo.replace("/", "--"))
 
 
+class Unreachable(UserError):
+    """The endpoint could not be reached, or answered with a server error (5xx): not the user's mistake."""
+
+
 def hub_error(e: Exception, what: str, hub: Hub) -> UserError:
     """Map huggingface_hub's exceptions to one line that says what to do."""
     from huggingface_hub import errors
 
     status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(status, int) and status >= 500:
+        return Unreachable(f"{what}: {hub.endpoint} answered {status} (a server error): try again later")
+    if not isinstance(e, (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.HFValidationError, OSError)):
+        return Unreachable(f"{what}: cannot reach {hub.endpoint} ({type(e).__name__}: {_first_line(e)})")
     if isinstance(e, errors.IncompleteSnapshotError):
         return UserError(f"{what}: the cached download is incomplete; run `zoo pull --force` online")
     if isinstance(e, errors.LocalEntryNotFoundError):
@@ -111,6 +119,20 @@ def snapshot(repo: str, revision: str | None, patterns: list[str], hub: Hub, for
             repo, revision=revision, allow_patterns=patterns, cache_dir=hub.cache_dir, endpoint=hub.endpoint,
             token=hub.auth, force_download=force, local_files_only=hub.offline, library_name="oneshot-gan",
             library_version=__version__), hub, what))
+    except hub_checks.UnsafeResponse as e:
+        raise unsafe(e, what, hub.endpoint) from None
+    except hub_exceptions() as e:
+        raise hub_error(e, what, hub) from None
+
+
+def current_commit(repo: str, revision: str | None, hub: Hub, what: str) -> str:
+    """The commit a branch or tag points to now (one request); Unreachable when the endpoint cannot say."""
+    from huggingface_hub import HfApi
+
+    hub_checks.install()
+    api = HfApi(endpoint=hub.endpoint, token=hub.auth, library_name="oneshot-gan")
+    try:
+        return bounded(lambda: api.repo_info(repo, revision=revision or "main"), hub, what).sha
     except hub_checks.UnsafeResponse as e:
         raise unsafe(e, what, hub.endpoint) from None
     except hub_exceptions() as e:

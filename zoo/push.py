@@ -24,8 +24,8 @@ def push(entry_dir: Path, repo: str, hub: Hub, private: bool = False, revision: 
     entry = Entry.load(entry_dir)
     verify(Scene(SceneRef(str(entry_dir), "local", path=entry_dir), entry))
     files = entry_files(entry)
-    for name in files:   # config.json and README.md too: a link out of the folder would upload another file
-        safe_member(entry_dir, name)
+    for file in files:   # config.json and README.md too: a link out of the folder would upload another file
+        safe_member(entry_dir, file)
     api = api or HfApi(endpoint=hub.endpoint, token=hub.token)
     try:
         api.create_repo(repo, repo_type="model", private=private, exist_ok=True)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .entry import ONNX_FILES, Entry, safe_member
 from .errors import UserError
-from .hub import Hub, cached_commit, snapshot
-from .index import BUNDLED, REPO, IndexEntry, load_index
+from .hub import Hub, Unreachable, cached_commit, current_commit, snapshot
+from .index import BUNDLED, COMMIT, REPO, IndexEntry, load_index
 
 DEFAULT_SCENE = "coins"
 # What sampling needs; weights and the training state come only on request.
@@ -172,8 +173,26 @@ def pull(text: str, hub: Hub | None = None, index: dict | None = None, force: bo
             scene = None   # incomplete or corrupt: fetch what is missing
         if scene is not None:
             return scene
+    if not hub.offline and not COMMIT.match(ref.revision or ""):
+        # huggingface_hub falls back to the cached commit of a branch, silently, when the Hub cannot be asked
+        try:
+            current_commit(ref.repo, ref.revision, hub, ref.label)
+        except Unreachable as e:
+            scene = None if force else _cached_or_none(ref, hub, wanted)
+            if scene is None:
+                raise
+            warnings.warn(f"{e}; using the cached commit {scene.commit[:12]} of {ref.revision or 'main'}, "
+                          "which may be behind")
+            return scene
     folder = snapshot(ref.repo, ref.revision, wanted, hub, force=force, what=ref.label)
     return Scene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo) / "blobs"), folder.name)
+
+
+def _cached_or_none(ref: SceneRef, hub: Hub, wanted: list[str]) -> Scene | None:
+    try:
+        return _cached(ref, hub, wanted)
+    except UserError:
+        return None
 
 
 def resolve(text: str | None = None, hub: Hub | None = None, index: dict | None = None, download: bool = True,
