@@ -77,6 +77,18 @@ def test_pull_by_name_fetches_only_sampling_files_then_works_offline(hub, tmp_pa
     assert info["scene"] == "scene" and info["repo"] == "org/scene" and info["revision"] == hub.sha
 
 
+def test_a_pull_fetches_only_the_files_an_entry_can_list(hub, entry, tmp_path):
+    """The pattern onnx/*.onnx also matched onnx/sub/dir/x.onnx (issue 12, low)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(entry, repo)
+    (repo / "onnx/sub/dir").mkdir(parents=True)
+    (repo / "onnx/sub/dir/x.onnx").write_bytes(b"a large file nobody asked for")
+    hub.commit_folder("org/scene", repo, branch="extra")
+    res = run("pull", "org/scene@extra", "-q")
+    assert res.exit_code == 0, res.output
+    assert pulled_files(hub) == SAMPLING
+
+
 def test_pull_by_repo_branch_and_commit(hub):
     for scene, sha in [("org/scene", hub.sha), ("org/scene@dev", hub.dev), (f"org/scene@{hub.dev}", hub.dev)]:
         res = run("pull", scene, "--json")
@@ -375,6 +387,26 @@ def _rehash(entry_dir, name):
     cfg = json.loads((entry_dir / "config.json").read_text())
     cfg["files"][name]["sha256"] = sha256_file(entry_dir / name)   # a consistent but broken entry
     (entry_dir / "config.json").write_text(json.dumps(cfg))
+
+
+def test_a_model_without_the_mask_output_config_promises_is_refused(entry, tmp_path):
+    """An ONNX without a mask output wrote metadata pointing at missing masks (issue 12, low)."""
+    import onnx
+
+    broken = tmp_path / "broken"
+    shutil.copytree(entry, broken)
+    path = broken / "onnx/generator.onnx"
+    model = onnx.load(str(path))
+    keep = [o for o in model.graph.output if o.name != "mask"]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    onnx.save(model, str(path))
+    _rehash(broken, "onnx/generator.onnx")
+    for cli, args in ((zoo, ["verify", str(broken)]),
+                      (runtime_cli, ["sample", str(broken), "--out", str(tmp_path / "o"), "--count", "2", "-q"])):
+        res = run(*args, cli=cli)
+        assert res.exit_code == 1 and "mask" in res.output and res.output.count("\n") == 1, res.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_verify_runs_the_model(entry, tmp_path):
