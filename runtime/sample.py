@@ -143,13 +143,11 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
                dynamic_ncols=True, desc="sample")
     # spawn, not fork: forking a process whose inference threads are running can deadlock the child.
     # workers=0 encodes on one thread of this process instead.
-    pool = ThreadPoolExecutor(1)   # replaced by the encoder processes first thing in the try
+    pool = None
     pending = set()
     shards = ShardBuffer(start, count, done)
     try:
-        if workers:
-            pool.shutdown()
-            pool = encoder_pool(workers)
+        pool = ThreadPoolExecutor(1) if workers == 0 else encoder_pool(workers)   # Ctrl-C may come while it starts
         for idx, images, masks in (batch for block in todo_blocks(start, count, done)
                                    for batch in sampler.iter_batches(indices=block, seed=seed, batch_size=batch_size,
                                                                      grid=grid)):
@@ -171,11 +169,11 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
                 pending = _collect(pending, written, bar, FIRST_COMPLETED)
         pending = _collect(pending, written, bar, None)
     except KeyboardInterrupt:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool)
         _finish(out, seed, sampler, fmt)
         raise Interrupted(len(complete_indices(out, fmt))) from None
     except OSError as e:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool)
         try:
             _finish(out, seed, sampler, fmt)
         except OSError:
@@ -185,7 +183,7 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
         raise UserError(f"{out}: {reason} while writing; {complete} samples are complete "
                         "(free space, then run again with --resume)") from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool)
         bar.close()
     _finish(out, seed, sampler, fmt)
     elapsed = time.perf_counter() - t0
@@ -193,6 +191,11 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
             "dropped": len(dropped),
             "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
             "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
+
+
+def _stop(pool) -> None:
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def encoder_pool(workers: int) -> ProcessPoolExecutor:
