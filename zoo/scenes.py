@@ -105,11 +105,11 @@ def check_files(folder: Path, ref: SceneRef, wanted: list[str], within: Path | N
     config = folder / "config.json"
     if not config.exists():
         raise UserError(f"{ref.label}: not a scene entry (no config.json){fix if config.is_symlink() else ''}")
+    if within is not None:
+        _check_links(folder, within)
     expected = dict(ref.hashes)
     if "config.json" in expected:   # check it before trusting what it says
         _check_hash(folder, "config.json", expected.pop("config.json"), ref.label, fix)
-    if within is not None:
-        _check_links(folder, within)
     entry = Entry.load(folder, within=within)
     if ref.kind == "hub" and any(fnmatch.fnmatch("README.md", p) for p in wanted) \
             and "README.md" not in entry.config["files"] and "README.md" not in ref.hashes:
