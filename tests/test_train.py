@@ -219,3 +219,20 @@ def test_a_full_disk_keeps_the_iterations_so_far(scene, tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "write_preview", real)
     res = CliRunner().invoke(main, ["resume", str(run), "-q"])
     assert res.exit_code == 0 and list_checkpoints(run / "checkpoints")[-1].name == "ckpt-000000006.safetensors"
+
+
+def test_a_read_only_run_folder_is_one_line(scene, tmp_path, monkeypatch):
+    """--out on a read-only filesystem ended in a traceback (issue 12, medium 11); root ignores chmod, so the
+    filesystem's answer is simulated."""
+    import errno
+
+    import trainer.train
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(trainer.train, "write_run", read_only)
+    img, mask = scene
+    res = CliRunner().invoke(main, ["fit", str(img), "--mask", str(mask), "--out", str(tmp_path / "run"),
+                                    "--iters", "2", *TINY])
+    assert res.exit_code == 1 and "cannot write the run folder (Read-only file system)" in res.output, res.output
