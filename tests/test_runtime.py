@@ -185,7 +185,7 @@ def test_a_huge_job_is_planned_lazily(entry, tmp_path):
                                         "--batch-size", "4", "--workers", "0", "-q"])
     assert res.exit_code == 130, res.output
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000   # KiB
-    assert len(list((tmp_path / "o/images").iterdir())) == 8
+    assert 0 < len(list((tmp_path / "o/images").iterdir())) <= 8   # the second batch's encoding may be cancelled
 
 
 def test_bad_scenes_and_outputs(entry, tmp_path):
