@@ -201,22 +201,28 @@ def _stop(pool) -> None:
 def encoder_pool(workers: int) -> ProcessPoolExecutor:
     """Encoder processes, all started now with Ctrl-C blocked in them: a terminal sends it to the whole process
     group, and it is the parent's to handle (it stops the pool; the encoders finish the file they write). The
-    mask is inherited across fork and exec, so even an encoder still importing prints no traceback; in this
-    process the signal still arrives (on another thread if this one blocks it)."""
+    mask is inherited across fork and exec, so even an encoder still importing prints no traceback. A Ctrl-C
+    that comes meanwhile is held back until every encoder has its start-up data (raised mid-way, it left a
+    child reading a half-written pipe), then raised here."""
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=watch_parent, initargs=(os.getpid(),))
+    caught = []
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True)) if main else None
     mask = hasattr(signal, "pthread_sigmask")
     try:
         if mask:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         for _ in range(workers):   # each submit starts a process (fork + exec) while none is idle
             pool.submit(int)
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
     finally:
         if mask:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    if caught:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise KeyboardInterrupt
     return pool
 
 
