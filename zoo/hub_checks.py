@@ -34,10 +34,13 @@ def install() -> None:
         if _installed:
             return
         from huggingface_hub import set_client_factory
-        from huggingface_hub.utils._http import default_client_factory
+        from huggingface_hub.utils import _http
+
+        # wrap the factory in place (a user's proxy or certificate settings stay); huggingface_hub has no getter
+        previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
 
         def factory():
-            client = default_client_factory()
+            client = previous()
             client.event_hooks["response"] = [*client.event_hooks.get("response", []), check_response]
             return client
 
