@@ -210,6 +210,12 @@ def load_run_generator(run_dir: Path) -> tuple[Generator, dict, Path]:
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not ckpts:
         raise UserError(f"{run_dir}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")
-    G, path = newest_loadable(ckpts, lambda p: (load_ema_generator(p, Generator(model_cfg)), guard_state(p))[0])
+
+    def load(path: Path) -> Generator:
+        G = load_ema_generator(path, Generator(model_cfg))
+        guard_state(path)   # `zoo export` reads it next: an unreadable header falls back here too
+        return G
+
+    G, path = newest_loadable(ckpts, load)
     refresh_spectral_norms(G)  # runs saved before the EMA kept exact vectors
     return G.eval(), config, path
