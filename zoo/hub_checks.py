@@ -16,6 +16,9 @@ import json
 import re
 import threading
 
+from .errors import UserError
+from .index import check_member_name
+
 COMMIT = re.compile(r"[0-9a-f]{40}")
 BLOB_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -103,10 +106,10 @@ def _check_id(url: str, value, pattern: re.Pattern, what: str) -> None:
 def _check_name(url: str, name) -> None:
     if name is None:
         return
-    parts = name.split("/") if isinstance(name, str) else [""]
-    if (not isinstance(name, str) or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts)
-            or any(ord(c) < 32 for c in name)):
-        _refuse(url, f"file name {name!r} leaves the repository")
+    try:
+        check_member_name(name, url)
+    except UserError:
+        _refuse(url, f"file name {name!r} is not a plain path inside the repository")
 
 
 def _refuse(url: str, what: str) -> None:
