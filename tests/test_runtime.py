@@ -170,17 +170,9 @@ def test_a_huge_job_is_planned_lazily(entry, tmp_path):
     first, second = next(blocks), next(blocks)
     assert first[0] == 5 and 6 not in first and len(first) == 65536 - 2 and 70_000 not in second
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    real = Sampler.iter_batches
-
-    def two_batches(self, *a, **k):
-        for n, batch in enumerate(real(self, *a, **k)):
-            if n == 2:
-                raise KeyboardInterrupt
-            yield batch
-
     import unittest.mock
 
-    with unittest.mock.patch.object(Sampler, "iter_batches", two_batches):
+    with unittest.mock.patch.object(Sampler, "iter_batches", ctrl_c_after(2)):
         res = CliRunner().invoke(main, ["sample", str(entry), "--out", str(tmp_path / "o"), "--count", str(10**12),
                                         "--batch-size", "4", "--workers", "0", "-q"])
     assert res.exit_code == 130, res.output
@@ -283,16 +275,20 @@ def test_iterable_dataset_shards_exactly_once(entry, workers):
     assert sorted(r0 + r1) == list(range(20)) and not set(r0) & set(r1)
 
 
-def test_ctrl_c_leaves_complete_samples_and_resume_finishes(entry, tmp_path, monkeypatch):
-    real = Sampler.iter_batches
-
+def ctrl_c_after(batches: int, real=Sampler.iter_batches):
+    """Sampler.iter_batches as if Ctrl-C came after `batches` batches."""
     def interrupted(self, *a, **k):
         for n, batch in enumerate(real(self, *a, **k)):
-            if n == 2:
+            if n == batches:
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(Sampler, "iter_batches", interrupted)
+    return interrupted
+
+
+def test_ctrl_c_leaves_complete_samples_and_resume_finishes(entry, tmp_path, monkeypatch):
+    real = Sampler.iter_batches
+    monkeypatch.setattr(Sampler, "iter_batches", ctrl_c_after(2))
     out = tmp_path / "s"
     args = ["sample", str(entry), "--out", str(out), "--count", "20", "--batch-size", "3", "--workers", "1", "-q"]
     res = CliRunner().invoke(main, args)
