@@ -429,7 +429,7 @@ def test_ctrl_c_from_a_terminal_stops_cleanly(entry, tmp_path):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=180)   # generous: CI machines may be loaded
     assert proc.returncode == 130 and b"Traceback" not in err, err.decode()[-2000:]
     assert b"finish with --resume" in err
     res = CliRunner().invoke(main, ["sample", str(entry), "--out", str(out), "--count", "40", "--resume",
