@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import platform
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -147,7 +146,7 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     pending = set()
     shards = ShardBuffer(start, count, done)
     try:
-        pool = ThreadPoolExecutor(1) if workers == 0 else encoder_pool(workers)   # Ctrl-C may come while it starts
+        pool = ThreadPoolExecutor(1) if workers == 0 else encoder_pool(workers)
         for idx, images, masks in (batch for block in todo_blocks(start, count, done)
                                    for batch in sampler.iter_batches(indices=block, seed=seed, batch_size=batch_size,
                                                                      grid=grid)):
@@ -199,31 +198,8 @@ def _stop(pool) -> None:
 
 
 def encoder_pool(workers: int) -> ProcessPoolExecutor:
-    """Encoder processes, all started now with Ctrl-C blocked in them: a terminal sends it to the whole process
-    group, and it is the parent's to handle (it stops the pool; the encoders finish the file they write). The
-    mask is inherited across fork and exec, so even an encoder still importing prints no traceback. A Ctrl-C
-    that comes meanwhile is held back until every encoder has its start-up data (raised mid-way, it left a
-    child reading a half-written pipe), then raised here."""
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=watch_parent, initargs=(os.getpid(),))
-    caught = []
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True)) if main else None
-    mask = hasattr(signal, "pthread_sigmask")
-    try:
-        if mask:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        for _ in range(workers):   # each submit starts a process (fork + exec) while none is idle
-            pool.submit(int)
-    finally:
-        if mask:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        if main:
-            signal.signal(signal.SIGINT, previous)
-    if caught:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise KeyboardInterrupt
-    return pool
 
 
 def watch_parent(parent: int, every: float = 0.5) -> None:
