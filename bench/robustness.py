@@ -7,7 +7,8 @@ generator, and prints one table (scene x precision x seed) with a verdict per ru
 - every class covering >= 1 % of the training masks appears in >= 80 % of the samples (appears: covers at
   least a quarter of its training share of the sample; a few stray pixels at the border do not count);
 - the class-frequency total variation against the training masks is <= 0.10;
-- pixel diversity >= 0.3 and near-copies <= 5 %;
+- pixel diversity >= 0.3 and near-copies <= 5 % (`trainer eval`'s: within the copy distance of a training region
+  and, with a mask, repeating that region's layout; the table's img% column counts the image criterion alone);
 - mask alignment (the OSMIS protocol of `trainer eval`: a UNet trained on the samples, tested on the real
   frames) has mIoU >= 70.
 Scenes without a mask are judged on the guard, diversity and near-copies only.
@@ -80,6 +81,8 @@ def judge(run: Path, samples: int, unet_steps: int, sheets: Path | None = None) 
            "events": events, "health_problems": checks[-1]["problems"] if checks else [],
            "diversity": res["diversity"]["pixel_diversity"], "ms_ssim": res["diversity"]["ms_ssim"]["mean"],
            "near_copies": res["memorisation"]["near_copies"],
+           "image_near_copies": res["memorisation"]["image_near_copies"],
+           "layout_iou": res["memorisation"].get("layout_iou_mean"),
            "dist_to_train": res["memorisation"]["dist_to_train_mean"], "classes": m.class_names}
     if m.masks is not None:
         train = res["class_frequencies"]["training"]
@@ -154,12 +157,13 @@ def row(r: dict) -> str:
         cls = " ".join(f"{100 * p:.0f}" for p in r["presence"])
     miou = f"{r['miou']:5.1f}" if "miou" in r else "    -"
     tv = f"{r['tv']:.3f}" if "tv" in r else "    -"
-    return (f"{head} {r['iters']:>6d} {r['train_s'] / 60:6.1f} {r['diversity']:5.2f} {100 * r['near_copies']:5.0f} "
+    img = f"{100 * r['image_near_copies']:.0f}" if "image_near_copies" in r else "-"
+    return (f"{head} {r['iters']:>6d} {r['train_s'] / 60:6.1f} {r['diversity']:5.2f} {100 * r['near_copies']:5.0f} {img:>5s} "
             f"{tv:>6s} {miou:>6s}  {cls:16s} {'PASS' if not r['fails'] else 'FAIL: ' + ', '.join(r['fails'])}")
 
 
 def table(results: list[dict]) -> str:
-    header = (f"{'scene':9s} {'prec':4s} {'seed':>4s} {'iters':>6s} {'min':>6s} {'div':>5s} {'copy%':>5s} "
+    header = (f"{'scene':9s} {'prec':4s} {'seed':>4s} {'iters':>6s} {'min':>6s} {'div':>5s} {'copy%':>5s} {'img%':>5s} "
               f"{'TV':>6s} {'mIoU':>6s}  {'class presence %':16s} verdict")
     lines = [header, "-" * len(header)] + [row(r) for r in results]
     passed = sum(1 for r in results if not r["fails"])

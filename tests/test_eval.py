@@ -64,6 +64,29 @@ def test_flipped_shifted_and_cropped_copies_count_as_copies():
     assert np.all(dist[:4] < below) and dist[4] > 2 * below and dist[4] < 0.06, (dist, below)
 
 
+def test_a_copy_repeats_the_layout_too_when_there_is_a_mask():
+    """Flipped, shifted, cropped and zoomed copies of image and mask are copies; the same pavement with the objects
+    moved have a new layout."""
+    img = np.asarray(Image.open(COINS).convert("RGB").resize((160, 128), Image.BILINEAR))
+    mask = np.asarray(Image.open(COINS.with_name("mask.png")).resize((160, 128), Image.NEAREST))
+    h, w = mask.shape
+    views = [(img[:, ::-1], mask[:, ::-1]),
+             (np.pad(img, ((0, 0), (24, 0), (0, 0)), mode="reflect")[:, :w], np.pad(mask, ((0, 0), (24, 0)), mode="reflect")[:, :w]),
+             *[(np.asarray(Image.fromarray(img[y:y + hh, x:x + ww]).resize((w, h), Image.BILINEAR)),
+                np.asarray(Image.fromarray(mask[y:y + hh, x:x + ww]).resize((w, h), Image.NEAREST)))
+               for y, x, hh, ww in ((6, 12, 109, 136), (32, 40, 64, 80))]]
+    # the objects moved: every coin pixel replaced by ground (its local mean), a coin-sized blob drawn elsewhere
+    moved_img, moved_mask = img.copy(), np.zeros_like(mask)
+    moved_img[mask > 0] = np.median(img[mask == 0], 0)
+    moved_img[90:110, 10:30], moved_mask[90:110, 10:30] = img[mask > 0].mean(0).astype(np.uint8), 1
+    images = np.stack([v[0] for v in views] + [moved_img])
+    masks = np.stack([v[1] for v in views] + [moved_mask])
+    dist, where = metrics.nearest_training_view(images, img[None])
+    layout = metrics.layout_iou(masks, mask[None], where, 2)
+    assert np.all(layout[:4] >= 0.85), layout    # the search's discrete region sizes cost the crop ~0.1
+    assert layout[4] < metrics.LAYOUT_COPY, layout
+
+
 def test_class_frequencies_and_iou_known_answers():
     gt = np.zeros((1, 4, 4), np.uint8)
     gt[0, :2] = 1                       # 8 pixels of class 1

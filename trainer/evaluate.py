@@ -109,6 +109,9 @@ def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path 
     t = time.perf_counter()
     dist, matches = metrics.nearest_training_view(m.images, m.frames)
     copy_below = metrics.near_copy_threshold(m.frames)
+    image_copy = dist < copy_below
+    layout = None if m.masks is None else metrics.layout_iou(m.masks, m.frame_masks, matches, len(m.class_names))
+    copy = image_copy if layout is None else image_copy & (layout >= metrics.LAYOUT_COPY)
     scores = m.scorer.scores(m.images)
     pairs = metrics.sample_pairs(len(m.images), 1000, seed)
     result = {
@@ -119,7 +122,10 @@ def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path 
         "memorisation": {"dist_to_train_mean": round(float(dist.mean()), 5),
                          "dist_to_train_min": round(float(dist.min()), 5),
                          "near_copy_threshold": round(copy_below, 5),
-                         "near_copies": round(float((dist < copy_below).mean()), 5)},
+                         "image_near_copies": round(float(image_copy.mean()), 5),
+                         **({} if layout is None else {"layout_iou_mean": round(float(layout.mean()), 5),
+                                                        "layout_copy_threshold": metrics.LAYOUT_COPY}),
+                         "near_copies": round(float(copy.mean()), 5)},
         "quality_score": {"score": "patch-frechet-v1", "mean": round(float(scores.mean()), 6),
                           "median": round(float(np.median(scores)), 6),
                           "p85": round(float(np.quantile(scores, 0.85)), 6)},
@@ -141,7 +147,7 @@ def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path 
     per_lpips = result["lpips"].pop("per_sample_dist", None)
     result["per_sample"] = [
         {"index": i, "quality_score": round(float(scores[i]), 6), "dist_to_train": round(float(dist[i]), 5),
-         "near_copy": bool(dist[i] < copy_below),
+         **({} if layout is None else {"layout_iou": round(float(layout[i]), 5)}), "near_copy": bool(copy[i]),
          "nearest_region": dict(zip(("frame", "flipped", "scale", "y", "x"), matches[i])),
          **({"sifid": per_sifid[i]} if per_sifid else {}), **({"lpips_dist_to_train": per_lpips[i]} if per_lpips else {})}
         for i in range(len(m.images))]

@@ -15,6 +15,11 @@ import torch.nn.functional as F
 # low-contrast scene a copy (Hubble deep field, spread 0.056) and new stone layouts on a brick pavement too
 # (spread 0.123: 0.046-0.058).
 NEAR_COPY = 0.38
+# With a mask, a near-copy must also repeat the layout: its mask agrees with the matched training region's mask at a
+# mean per-class IoU >= LAYOUT_COPY. Flips, shifts, crops and zooms of a training mask score >= 0.85; on a brick
+# pavement, samples with the stones in new places came within the image distance of a copy (66 % of one run) at
+# layout IoU 0.42-0.71, because the unchanged pavement dominates the whole-frame distance.
+LAYOUT_COPY = 0.8
 THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)  # the OSMIS evaluation's IoU thresholds
 
 DEFINITIONS = {
@@ -25,8 +30,12 @@ DEFINITIONS = {
                      "closest region of a training frame or its mirror image, searched over every position of the "
                      "frame reflection-padded by 30 % and region sizes 50-100 % of the frame: the training-time "
                      "flips, shifts, crops and 2x zooms of a frame are all at distance ~0",
-    "near_copies": f"share of samples whose dist_to_train is below {NEAR_COPY} x the spread (std) of the training "
-                   "frames at the same blurred 1/2 resolution (0.06 for the coins image)",
+    "image_near_copies": f"share of samples whose dist_to_train is below {NEAR_COPY} x the spread (std) of the "
+                         "training frames at the same blurred 1/2 resolution (0.06 for the coins image)",
+    "layout_iou": "per sample: mean per-class IoU between its mask and the mask of the training region its image "
+                  "matched (classes in either mask); 1 = the training layout repeated",
+    "near_copies": "share of samples that are image near-copies and, for a mask model, also repeat the matched "
+                   f"region's layout (layout_iou >= {LAYOUT_COPY}); a copy of both the picture and its labels",
     "class_frequencies": "share of pixels of each class in generated masks vs the training mask(s); "
                          "total_variation = half the L1 distance between the two distributions",
     "miou": "mask alignment (OSMIS protocol): a small UNet trained from scratch on the generated image/mask pairs, "
@@ -124,10 +133,9 @@ def nearest_training_view(samples: np.ndarray, frames: np.ndarray) -> tuple[np.n
     return best.clamp(min=0).sqrt().numpy(), where
 
 
-def training_view(frames: np.ndarray, match: tuple) -> np.ndarray:
-    """The full-resolution training region a sample matched, resized to the sample size (for the report)."""
-    f, flip, scale, y, x = match
-    frame = _nchw(frames[f:f + 1])
+def _region(frame: torch.Tensor, match: tuple, mode: str) -> torch.Tensor:
+    """The full-resolution region of a (1, C, H, W) frame that a match names, resized to H x W."""
+    _, flip, scale, y, x = match
     frame = frame.flip(-1) if flip else frame
     H, W = frame.shape[-2:]
     ph, pw = round(PAD * (H // FACTOR)) * FACTOR, round(PAD * (W // FACTOR)) * FACTOR
@@ -135,8 +143,24 @@ def training_view(frames: np.ndarray, match: tuple) -> np.ndarray:
     hs, ws = round(H // FACTOR * scale) * FACTOR, round(W // FACTOR * scale) * FACTOR
     y0, x0 = y * FACTOR + ph, x * FACTOR + pw
     crop = padded[:, :, y0:y0 + hs, x0:x0 + ws]
-    view = F.interpolate(crop, (H, W), mode="bilinear", align_corners=False)
+    return F.interpolate(crop, (H, W), mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+
+
+def training_view(frames: np.ndarray, match: tuple) -> np.ndarray:
+    """The full-resolution training region a sample matched, resized to the sample size (for the report)."""
+    view = _region(_nchw(frames[match[0]:match[0] + 1]), match, "bilinear")
     return view[0].round().clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
+
+
+def layout_iou(masks: np.ndarray, frame_masks: np.ndarray, matches: list[tuple], num_classes: int) -> np.ndarray:
+    """Per sample: mean IoU, over the classes in either mask, of its mask against the training mask of the region
+    its image matched (nearest_training_view's matches)."""
+    out = np.empty(len(masks))
+    for i, match in enumerate(matches):
+        frame = torch.from_numpy(frame_masks[match[0]].astype(np.float32))[None, None]
+        view = _region(frame, match, "nearest")[0, 0].round().to(torch.uint8).numpy()
+        out[i] = np.nanmean([np.nan if v is None else v / 100 for v in iou_per_class(masks[i], view, num_classes)])
+    return out
 
 
 def class_frequencies(masks: np.ndarray, train_masks: np.ndarray, num_classes: int) -> dict:

@@ -48,6 +48,9 @@ def metric_rows(result: dict) -> list[tuple[str, str, str]]:
             ("mean pairwise MS-SSIM", f"{d['ms_ssim']['mean']:.3f} ({d['ms_ssim']['pairs']} pairs)", defs["ms_ssim"]),
             ("dist. to train (mean / min)", f"{mem['dist_to_train_mean']:.4f} / {mem['dist_to_train_min']:.4f}",
              defs["dist_to_train"]),
+            ("image near-copies", f"{100 * mem['image_near_copies']:.1f} %", defs["image_near_copies"]),
+            *([("layout IoU with the matched region (mean)", f"{mem['layout_iou_mean']:.3f}", defs["layout_iou"])]
+              if "layout_iou_mean" in mem else []),
             ("near-copies", f"{100 * mem['near_copies']:.1f} %", defs["near_copies"]),
             ("quality score (median / p85)", f"{q['median']:.4f} / {q['p85']:.4f}", defs["quality_score"])]
     if "mask_alignment" in result:
