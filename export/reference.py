@@ -1,4 +1,4 @@
-"""Import checkpoints of the authors' implementation (`../shared/design/reference-checkpoint.md`).
+"""Import checkpoints of the authors' implementation (`docs/reference-checkpoint.md`).
 
 `models/<iter>_G_EMA.pth` is loaded with `torch.load(weights_only=True)`; `opt.pkl` is read with an unpickler
 that accepts only an argparse namespace of plain values. The architecture is derived from the tensor shapes

@@ -1,4 +1,4 @@
-"""Architecture configuration derived from the training image size (architecture.md §0).
+"""Architecture configuration derived from the training image size (docs/model.md §0).
 
 The reference picks the number of generator blocks g as the first g >= 5 for which both sides divided by
 2^(g-1), rounded, lie in [3, 7]. Sizes too small for 5 blocks are not supported by the reference; we extend the table

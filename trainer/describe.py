@@ -3,7 +3,7 @@
 MACs are counted with forward hooks on one sample. Our blocks compute the same functions with fewer MACs:
 the 1x1 shortcut at the lower of the two resolutions (it commutes with nearest upsampling and average
 pooling) and the 3x3 convs next to a resampling fused with it (trainer/resampling.py). `g_macs`/`d_macs`
-report the reference's forward (every RGB head), so they compare with architecture.md; `*_macs_training`
+report the reference's forward (every RGB head), so they compare with docs/model.md; `*_macs_training`
 what our training forward computes, `g_macs_sampling` our exported sampler (final RGB and mask heads only,
 upsampling unfused as export/graph.py writes it).
 """

@@ -1,4 +1,4 @@
-"""The two-branch discriminator with MSG-GAN image injection and masked content attention (architecture.md §2).
+"""The two-branch discriminator with MSG-GAN image injection and masked content attention (docs/model.md §2).
 
 Feature augmentation is passed in as a callable so the network stays a plain function of its inputs.
 """

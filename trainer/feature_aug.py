@@ -1,7 +1,7 @@
 """Feature augmentation (FA) of real samples in the discriminator, batched over the whole batch.
 
 Each sample is paired with the next one (i with i+1, cyclically). Every operation fires per sample with
-probability p. Ranges follow architecture.md §2: content mix/drop 10-30 % of channels, rectangles 10-50 %
+probability p. Ranges follow docs/model.md §2: content mix/drop 10-30 % of channels, rectangles 10-50 %
 of the map's sides.
 
 With masks an "object" is all pixels of one class (>= 1) in the low-level feature map. Layout operations keep

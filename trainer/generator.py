@@ -1,4 +1,4 @@
-"""The generator: the single source of truth, imported by the exporter (architecture.md §1).
+"""The generator: the single source of truth, imported by the exporter (docs/model.md §1).
 
 Module and parameter names follow the reference's state-dict layout (`first_linear`, `body.i.conv1`,
 `rgb_converters.i`, `mask_converter`, old-style spectral-norm keys), so reference checkpoints load as they are.

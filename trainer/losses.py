@@ -1,5 +1,5 @@
 """Adversarial losses per discriminator branch, the masked-content-attention classifier loss and the
-diversity regularisation (architecture.md §2-3)."""
+diversity regularisation (docs/model.md §2-3)."""
 
 from __future__ import annotations
 
