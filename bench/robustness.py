@@ -17,7 +17,8 @@ Each job trains and evaluates in its own single-threaded process, --jobs at a ti
 runs do about twice the work of one two-threaded run on this 2-core machine); training times are therefore
 those of one core. Outputs: the table (stdout and OUT/table.txt), OUT/results.json, and a contact sheet
 per scene, OUT/<scene>.png (for each run: its first 6 samples beside their masks). Runs of earlier
-invocations into the same OUT stay in the table and sheets, so the suite can be run in parts.
+invocations into the same OUT, or of invocations running beside this one, stay in the table and sheets, so the suite
+can be run in parts.
 
     .venv/bin/python bench/robustness.py OUT [--scenes a,b] [--seeds 0,1] [--precisions fp32,bf16] [--jobs 2]
         [--samples 100] [--unet-steps 500] [--eval-only] [-- extra trainer fit options]
@@ -36,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from zoo.files import atomic_write  # noqa: E402  (after the path)
 
 MIN_SHARE, MIN_PRESENCE, MAX_TV, MIN_DIVERSITY, MAX_COPIES, MIN_MIOU = 0.01, 0.80, 0.10, 0.30, 0.05, 70.0
 APPEARS = 0.25  # a class appears in a sample where it covers >= this fraction of its training share
@@ -142,12 +145,6 @@ def key(r: dict) -> str:
     return f"{r['scene']}-{r['precision']}-{r['seed']}"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def row(r: dict) -> str:
     head = f"{r['scene']:9s} {r['precision']:4s} {r['seed']:>4d}"
     if "crash" in r:
@@ -217,14 +214,16 @@ def main() -> None:
         (a.out / "scenes" / name / "args.json").write_text(json.dumps(args))
     # seed-major order: a suite cut short still covers every scene
     jobs = [(s, p, int(seed)) for seed in a.seeds.split(",") for p in a.precisions.split(",") for s in names]
-    # results of earlier invocations into the same OUT stay in the table unless this one redoes them
+    # results of other invocations into the same OUT (earlier or running beside this one) stay in the table unless
+    # this one redoes them: the file is read again before every write
     done = a.out / "results.json"
-    results = {key(r): r for r in (json.loads(done.read_text()) if done.exists() else [])}
+    mine = {}
     t0 = time.time()
     with ThreadPoolExecutor(a.jobs) as pool:
         for r in pool.map(lambda j: job(*j, a), jobs):
-            results[key(r)] = r
+            mine[key(r)] = r
             print(row(r), flush=True)
+            results = {key(r): r for r in (json.loads(done.read_text()) if done.exists() else [])} | mine
             report(list(results.values()), a, time.time() - t0)  # after every run: a suite cut short keeps its table
     print("\n" + (a.out / "table.txt").read_text())
 

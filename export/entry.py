@@ -15,13 +15,13 @@ import numpy as np
 from safetensors.torch import save_file
 
 from trainer import __version__
-from trainer.checkpoint import UMASK, guard_state, load_run_generator
+from trainer.checkpoint import guard_state, load_run_generator
 from trainer.generator import Generator
 from trainer.preview import preview_grid
 from trainer.train import read_run
 from zoo.entry import ENTRY_FORMAT, ONNX_FILES
 from zoo.quality import reference
-from zoo.scenes import sha256_file
+from zoo.files import UMASK, sha256_file
 
 from .graph import IMAGE_LAYOUT, ExportError
 from .onnx_export import OPSET, check_model, cpu_session, export_onnx, grid_bounds, latents, to_onnx_bytes

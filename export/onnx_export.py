@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import torch
 
-from trainer.checkpoint import atomic_write_bytes
 from trainer.generator import Generator
+from zoo.files import atomic_write
 
 from .graph import ExportError, SamplerGraph, fold_spectral_norm, output_names
 
@@ -151,5 +151,5 @@ def export_onnx(G: Generator, path: Path, probabilities: bool = False, where: st
     check_model(data, where)
     report = parity(G, data, where)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(Path(path), data)
+    atomic_write(Path(path), data)
     return report

@@ -16,7 +16,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainer.checkpoint import atomic_write_bytes
+from zoo.files import atomic_write
 
 from .graph import ExportError
 
@@ -132,7 +132,7 @@ def build_engine(onnx_path: Path, profile: Profile, noise_dim: int, precision: s
         raise ExportError(f"{onnx_path}: TensorRT failed to build an engine (see the messages above)")
     if timing_cache is not None:
         timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+        atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(engine)
 
 
@@ -152,7 +152,7 @@ def cached_engine(entry: Path, profile: Profile, precision: str = "fp32", worksp
         data = build_engine(onnx_path, profile, config["latent"]["shape"][1], precision, workspace,
                             cache_dir() / f"timing-{trt.__version__}-sm{sm[0]}{sm[1]}.cache", trt)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
+        atomic_write(path, data)
     return path
 
 

@@ -19,9 +19,10 @@ import numpy as np
 
 from zoo.entry import ONNX_FILES, Entry
 from zoo.errors import UserError
+from zoo.files import sha256_file
 from zoo.hub import Hub
 from zoo.index import load_index
-from zoo.scenes import Scene, resolve, sha256_file
+from zoo.scenes import Scene, resolve
 
 from .latents import SCHEME, latent_grid, latent_vectors
 

@@ -14,24 +14,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from zoo import files
+
 NAME = "{:09d}.png"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Samples are many small files: no fsync (a resumed job rebuilds its list from the files that are whole)."""
+    files.atomic_write(path, data, durable=False)
 
 
 def png_bytes(img: Image.Image, compress_level: int) -> bytes:

@@ -13,7 +13,7 @@ from runtime.cli import main
 from runtime.latents import CHUNK, latent_vectors
 from runtime.sampler import Sampler
 from zoo.entry import Entry
-from zoo.scenes import sha256_file
+from zoo.files import sha256_file
 
 
 def test_runtime_does_not_import_torch():

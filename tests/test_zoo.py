@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from fakehub import FakeHub
 from runtime.cli import main as runtime_cli
 from zoo.cli import main as zoo
-from zoo.scenes import sha256_file
+from zoo.files import sha256_file
 
 SAMPLING = {"config.json", "README.md", "preview.png", "quality.json", "onnx/generator.onnx",
             "onnx/generator.fp16.onnx"}

@@ -8,9 +8,7 @@ the optimizers' non-tensor state (param groups, step counts) live in the file's 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -20,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from zoo.errors import UserError
+from zoo.files import atomic_path
 
 from .config import ModelConfig
 from .generator import Generator, refresh_spectral_norms
@@ -28,46 +27,11 @@ CKPT_RE = re.compile(r"ckpt-(\d{9})\.safetensors$")
 # what reading a truncated, empty or foreign safetensors file raises
 LOAD_ERRORS = (SafetensorError, OSError, RuntimeError, KeyError, ValueError, TypeError)
 T = TypeVar("T")
-UMASK = os.umask(0)  # read once: os.umask can only be read by setting it
-os.umask(UMASK)
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Give the temp file the permissions of a normally created file, then rename it into place."""
-    os.chmod(tmp, 0o666 & ~UMASK)
-    os.replace(tmp, path)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:

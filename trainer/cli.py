@@ -178,8 +178,8 @@ def resume(run_dir, iters, guard, max_rollbacks, quiet):
         raise ConfigError(f"--iters {iters} is below the iteration the run is at ({start}); nothing changed")
     if changes:  # later resumes keep them
         config["train"].update(changes)
-        from .checkpoint import atomic_write_text
-        atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        from zoo.files import atomic_write
+        atomic_write(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
     if not quiet:
         click.echo(f"resuming {run_dir} at iteration {start} of {train_cfg.iters}", err=True)
     _run(trainer, run_dir, quiet)

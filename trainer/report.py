@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .checkpoint import atomic_write_text
+from zoo.files import atomic_write
+
 from .evaluate import Material
 from .metrics import training_view
 from .preview import colorize
@@ -72,7 +73,7 @@ def metric_rows(result: dict) -> list[tuple[str, str, str]]:
 
 def write_report(result: dict, m: Material, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "report.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(out / "report.json", json.dumps(result, indent=2) + "\n")
     n = min(12, len(m.images))
     samples = [m.images[i] for i in range(n)]
     if m.masks is not None:
@@ -95,4 +96,4 @@ td.d{{color:#555;font-size:85%}}tr:nth-child(odd){{background:#f4f4f4}}img{{max-
 <h2>Training frames</h2><img src="{_png(_grid(list(m.frames[:8]), 4))}">
 </body></html>
 """
-    atomic_write_text(out / "report.html", page)
+    atomic_write(out / "report.html", page)

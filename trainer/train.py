@@ -24,11 +24,12 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from zoo.errors import UserError
+from zoo.files import atomic_write
 
 from . import __version__
 from .augment import augment
-from .checkpoint import (LOAD_ERRORS, atomic_save_tensors, atomic_write_bytes, atomic_write_text, guard_state,
-                         is_healthy, list_checkpoints, load_checkpoint, newest_loadable, save_checkpoint)
+from .checkpoint import (LOAD_ERRORS, atomic_save_tensors, guard_state, is_healthy, list_checkpoints, load_checkpoint,
+                         newest_loadable, save_checkpoint)
 from .config import ConfigError, ModelConfig
 from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
@@ -300,8 +301,8 @@ class Trainer:
         png = preview_grid(images, masks, self.palette)
         folder = self.run_dir / "previews"
         folder.mkdir(exist_ok=True)
-        atomic_write_bytes(folder / f"preview-{self.iteration:09d}.png", png)
-        atomic_write_bytes(self.run_dir / "preview.png", png)
+        atomic_write(folder / f"preview-{self.iteration:09d}.png", png)
+        atomic_write(self.run_dir / "preview.png", png)
 
     def _log_event(self, event: dict) -> None:
         with open(self.run_dir / "losses.jsonl", "a") as f:
@@ -318,7 +319,7 @@ class Trainer:
             return
         keep = [ln for ln in path.read_text(errors="replace").splitlines()
                 if (rec := _record(ln)) is not None and rec.get("iter", 0) <= self.iteration]
-        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+        atomic_write(path, "".join(ln + "\n" for ln in keep))
 
     # -- the loop -----------------------------------------------------------------------------------------
     def fit(self, quiet: bool = False, on_step: Callable[["Trainer"], None] | None = None) -> bool:
@@ -382,7 +383,7 @@ def write_run(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, dat
     atomic_save_tensors(run_dir / "data.safetensors", tensors, {"format": "oneshot-gan-data/1"})
     config = {"format": CONFIG_FORMAT, "model": model_cfg.to_dict(), "train": asdict(train_cfg),
               "data": data_info, "versions": versions()}
-    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    atomic_write(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
 
 def _record(line: str) -> dict | None:

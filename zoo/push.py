@@ -7,7 +7,8 @@ from pathlib import Path
 from .entry import Entry, safe_member
 from .hub import Hub, hub_exceptions, hub_error
 from .index import index_line
-from .scenes import Scene, SceneRef, sha256_file
+from .files import sha256_file
+from .scenes import Scene, SceneRef
 from .verify import verify
 
 

@@ -12,7 +12,6 @@ entry's config.json, on download and again whenever it is resolved from the cach
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from .entry import ONNX_FILES, Entry, safe_member
 from .errors import UserError
+from .files import sha256_file
 from .hub import Hub, Unreachable, cached_commit, current_commit, snapshot
 from .index import BUNDLED, COMMIT, REPO, IndexEntry, load_index
 
@@ -89,14 +89,6 @@ def parse_scene(text: str | None, index: dict[str, IndexEntry] | None = None) ->
         return SceneRef(text, "hub", repo=m["repo"], revision=m["rev"])
     names = ", ".join(sorted(index)) or "none"
     raise UserError(f"{text}: unknown scene (not a folder, not an index name [{names}], not org/repo[@revision])")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_files(folder: Path, ref: SceneRef, wanted: list[str], within: Path | None = None) -> Entry:
