@@ -131,7 +131,7 @@ def test_cpu_defaults_are_the_documented_recipe(scene, tmp_path):
                "cpu", "-q"])
     assert res.exit_code == 0, res.output
     cfg = json.loads((out / "config.json").read_text())
-    from trainer.train import RECIPES
+    from trainer.config import RECIPES
 
     assert RECIPES[True] == {"max_size": 160, "width": 0.25, "iters": 3000, "lr": 1e-4, "save_every": 500,
                              "preview_every": 500}

@@ -12,7 +12,7 @@ import click
 
 from zoo.errors import OneLineErrors, UserError, user_errors
 
-from .config import ConfigError, auto_config, parse_size
+from .config import RECIPES, ConfigError, auto_config, parse_size
 from .data import DataError, load_scene, to_training_arrays
 
 RUN_FILES = ("config.json", "data.safetensors", "losses.jsonl", "preview.png", "checkpoints", "previews")
@@ -48,6 +48,11 @@ def _clear_run(out: Path) -> None:
             p.unlink()
 
 
+def _per_device(key: str, fmt=str) -> str:
+    """'[CPU x, GPU y]' for a setting of the per-device recipes, so the help never restates them."""
+    return f"[CPU {fmt(RECIPES[True][key])}, GPU {fmt(RECIPES[False][key])}]"
+
+
 @main.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--mask", type=click.Path(path_type=Path), help="Mask image, or folder of masks matched by file stem.")
@@ -55,13 +60,14 @@ def _clear_run(out: Path) -> None:
               help="Class names, one per line, background first.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create.")
 @click.option("--max-size", type=click.IntRange(8), default=None,
-              help="Longer side of the training image, in pixels [CPU 160, GPU 320].")
-@click.option("--iters", type=click.IntRange(1), default=None, help="Iterations [CPU 3,000, GPU 100,000].")
+              help=f"Longer side of the training image, in pixels {_per_device('max_size')}.")
+@click.option("--iters", type=click.IntRange(1), default=None,
+              help=f"Iterations {_per_device('iters', '{:,}'.format)}.")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=5, show_default=True)
 @click.option("--width", "width_mult", type=click.FloatRange(0, 4, min_open=True), default=None,
-              help="Channel multiplier, 1.0 = the reference widths [CPU 0.25, GPU 1.0].")
+              help=f"Channel multiplier, 1.0 = the reference widths {_per_device('width')}.")
 @click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Adam learning rate of G and D [CPU 1e-4, GPU 2e-4].")
+              help=f"Adam learning rate of G and D {_per_device('lr', lambda v: f'{v:.0e}'.replace('e-0', 'e-'))}.")
 @click.option("--aug-prob", type=click.FloatRange(0, 1), default=0.7, show_default=True)
 @click.option("--lambda-freq", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
@@ -74,9 +80,9 @@ def _clear_run(out: Path) -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--save-every", type=click.IntRange(1), default=None,
-              help="Checkpoint every N iterations [CPU 500, GPU 5,000].")
+              help=f"Checkpoint every N iterations {_per_device('save_every', '{:,}'.format)}.")
 @click.option("--preview-every", type=click.IntRange(1), default=None,
-              help="Preview every N iterations [CPU 500, GPU 5,000].")
+              help=f"Preview every N iterations {_per_device('preview_every', '{:,}'.format)}.")
 @click.option("--log-every", type=click.IntRange(1), default=10, show_default=True,
               help="Write losses.jsonl every N iterations.")
 @click.option("--keep", type=click.IntRange(1), default=3, show_default=True,
@@ -100,8 +106,8 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
     """Train a scene from SOURCE: an image, a folder of frames, or a video file.
 
     Defaults follow the device: on CPU the short recipe that bench/robustness.py checks on its scenes
-    (160 px, widths x0.25, 3,000 iterations: minutes on 2 cores), on a GPU the reference's."""
-    from .train import RECIPES, TrainConfig, Trainer, pick_device, to_float_images, write_run
+    (minutes on 2 cores), on a GPU the reference's."""
+    from .train import TrainConfig, Trainer, pick_device, to_float_images, write_run
 
     recipe = RECIPES[pick_device(device).type == "cpu"]
     max_size = recipe["max_size"] if max_size is None else max_size

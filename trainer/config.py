@@ -23,6 +23,13 @@ MIN_BLOCKS = 3
 MAX_BLOCKS = 9
 GRID_MIN, GRID_MAX = 3, 7
 
+# `trainer fit` defaults per device: index True = CPU (the short recipe of bench/robustness.py), False = GPU
+# (the reference's: 320 px, reference widths, 100,000 iterations).
+RECIPES = {
+    True: {"max_size": 160, "width": 0.25, "iters": 3000, "lr": 1e-4, "save_every": 500, "preview_every": 500},
+    False: {"max_size": 320, "width": 1.0, "iters": 100_000, "lr": 2e-4, "save_every": 5000, "preview_every": 5000},
+}
+
 
 class ConfigError(UserError):
     """A size or option that cannot be turned into a model."""

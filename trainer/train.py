@@ -46,13 +46,6 @@ REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
 # settings that runs from before issue 11 did not record, with the values they were trained with
 LEGACY = {"lambda_freq": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest"}
 
-# `trainer fit` defaults per device: index True = CPU (the short recipe of bench/robustness.py), False = GPU
-# (the reference's: 320 px, reference widths, 100,000 iterations).
-RECIPES = {
-    True: {"max_size": 160, "width": 0.25, "iters": 3000, "lr": 1e-4, "save_every": 500, "preview_every": 500},
-    False: {"max_size": 320, "width": 1.0, "iters": 100_000, "lr": 2e-4, "save_every": 5000, "preview_every": 5000},
-}
-
 
 class CollapseError(UserError):
     """Training collapsed and no rollback is left."""
