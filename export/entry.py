@@ -14,20 +14,24 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import save_file
 
+from runtime.latents import latent_grid, latent_vectors
+from runtime.sampler import MICRO_BATCH, fixed_runs
 from trainer import __version__
 from trainer.checkpoint import guard_state, load_run_generator
 from trainer.generator import Generator
 from trainer.preview import preview_grid
 from trainer.train import read_run
 from zoo.entry import ENTRY_FORMAT, ONNX_FILES
-from zoo.quality import reference
 from zoo.files import UMASK, sha256_file
+from zoo.quality import reference
+from zoo.sessions import open_session
 
 from .graph import IMAGE_LAYOUT, ExportError
-from .onnx_export import OPSET, check_model, cpu_session, export_onnx, grid_bounds, latents, to_onnx_bytes
+from .onnx_export import OPSET, check_model, export_onnx, grid_bounds, to_onnx_bytes
 from .quantize import int8_variant, measure
 
 PRECISIONS = ("fp32", "fp16", "int8")
+PREVIEW_SAMPLES = 8
 
 
 def _versions() -> dict:
@@ -66,9 +70,13 @@ def sampling_macs(G: Generator) -> int:
 
 
 def _preview(onnx_data: bytes, G: Generator, palette) -> bytes:
+    """Samples 0-7 of `runtime sample --seed 0` on CPU, computed as it computes them (same latents, runs of the
+    same size, one thread), so the preview shows exactly what a user's first samples will be."""
     cfg = G.cfg
-    z = latents(np.random.default_rng(0), 8, cfg.noise_dim, (cfg.grid_h, cfg.grid_w))
-    out = cpu_session(onnx_data).run(None, {"z": z})
+    z = latent_grid(latent_vectors(0, np.arange(PREVIEW_SAMPLES), cfg.noise_dim), (cfg.grid_h, cfg.grid_w))
+    session = open_session(onnx_data, threads=1)
+    runs = [session.run(None, {"z": part}) for part in fixed_runs(z, MICRO_BATCH["cpu"])]
+    out = [np.concatenate([r[k] for r in runs])[:PREVIEW_SAMPLES] for k in range(len(runs[0]))]
     return preview_grid(out[0], out[1] if len(out) > 1 else None, palette)
 
 

@@ -14,13 +14,14 @@ import torch
 
 from trainer.generator import Generator
 from zoo.files import atomic_write
+from zoo.sessions import open_session
 
 from .graph import ExportError, SamplerGraph, fold_spectral_norm, output_names
 
 OPSET = 18
 MAX_BATCH = 4096
-GRID_MIN = 2  # the exporter needs symbolic sizes >= 2
-GRID_MAX_FACTOR = 8  # grids up to 8x the trained grid per side
+INFERENCE_GRID_MIN = 2  # cells per side at inference (training grids have 3..7); ONNX export needs symbolic sizes >= 2
+INFERENCE_GRID_FACTOR = 8  # grids up to 8x the trained grid per side
 PARITY_BATCHES = (1, 2, 7)
 MAX_PIXEL_DELTA = 1
 MIN_MASK_AGREEMENT = 0.999
@@ -28,13 +29,14 @@ MIN_MASK_AGREEMENT = 0.999
 
 def grid_bounds(G: Generator) -> dict[str, list[int]]:
     cfg = G.cfg
-    return {"min": [GRID_MIN, GRID_MIN], "max": [GRID_MAX_FACTOR * cfg.grid_h, GRID_MAX_FACTOR * cfg.grid_w]}
+    return {"min": [INFERENCE_GRID_MIN, INFERENCE_GRID_MIN],
+            "max": [INFERENCE_GRID_FACTOR * cfg.grid_h, INFERENCE_GRID_FACTOR * cfg.grid_w]}
 
 
 def parity_grids(G: Generator) -> list[tuple[int, int]]:
     """The trained grid, a taller and a wider one."""
     h, w = G.cfg.grid_h, G.cfg.grid_w
-    return [(h, w), (h + 1, max(GRID_MIN, w - 1)), (max(GRID_MIN, h - 1), 2 * w)]
+    return [(h, w), (h + 1, max(INFERENCE_GRID_MIN, w - 1)), (max(INFERENCE_GRID_MIN, h - 1), 2 * w)]
 
 
 def to_onnx_bytes(G: Generator, probabilities: bool = False, half: bool = False) -> bytes:
@@ -86,11 +88,7 @@ def check_model(data: bytes, where: str) -> onnx.ModelProto:
 
 
 def cpu_session(data: bytes | str):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    return open_session(data)
 
 
 @dataclass

@@ -36,14 +36,14 @@ def _median_rate(fn, items: int, reps: int, warmup_s: float = 1.5) -> float:
 
 
 def measure(kind: str, scene: str, reps: int) -> dict:
-    import onnxruntime as ort
+    from zoo.sessions import open_session
 
     from .sample import auto_batch, sample_to_folder
     from .sampler import Sampler, find_scene
 
     if kind == "peak":
         n = 2048  # large enough that MatMul runs at its steady rate (1024 was noisy here)
-        sess = ort.InferenceSession(str(MATMUL), providers=["CPUExecutionProvider"])
+        sess = open_session(MATMUL)
         a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
         rate = _median_rate(lambda: sess.run(None, {"a": a, "b": a}), 1, reps)
         return {"gflops": 2 * n ** 3 * rate / 1e9}

@@ -23,10 +23,11 @@ from zoo.files import sha256_file
 from zoo.hub import Hub
 from zoo.index import load_index
 from zoo.scenes import Scene, resolve
+from zoo.sessions import CPU, open_session
 
 from .latents import SCHEME, latent_grid, latent_vectors
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+PROVIDERS = {"cpu": CPU, "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 # Every model run holds exactly this many latents (the last run of a batch padded with zeros). onnxruntime's
 # kernels give slightly different values for other batch shapes (a 1-sample run differed by 1 in some pixels
 # from the same sample in a run of 4), and a sample never depends on the others in its run, so one shape
@@ -102,19 +103,15 @@ class Sampler:
         if wanted not in available:
             raise UserError(f"{wanted} is not available in this onnxruntime (available: {', '.join(available)}); "
                             "install onnxruntime-gpu for cuda/tensorrt")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
         # CPU: one single-threaded run per core on a slice of each batch beats one run split over the cores
         # (no barrier after every operator, and a core busy with PNG encoding stalls only its own slice)
-        opts.intra_op_num_threads = threads or (1 if device == "cpu" else 0)
         try:
-            providers = [wanted] + (["CPUExecutionProvider"] if wanted != PROVIDERS["cpu"] else [])
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            providers = (wanted,) + ((CPU,) if wanted != CPU else ())
+            self.session = open_session(path, providers=providers, threads=threads or (1 if device == "cpu" else 0))
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             raise UserError(f"{path}: cannot load the model ({str(e).splitlines()[0][:200]})") from None
         if auto and device != "cpu" and self.session.get_providers()[0] != wanted:  # no GPU after all
-            opts.intra_op_num_threads = threads or 1
-            self.session = ort.InferenceSession(str(path), opts, providers=[PROVIDERS["cpu"]])
+            self.session = open_session(path, threads=threads or 1)
             device, wanted = "cpu", PROVIDERS["cpu"]
         if self.session.get_providers()[0] != wanted:
             raise UserError(f"{wanted} did not come up for {path} (got {self.session.get_providers()}); "

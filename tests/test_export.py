@@ -44,6 +44,18 @@ def test_entry_files_config_and_hashes(entry):
     assert card["training_image"] == "not recorded" and card["preview"] == "preview.png"
 
 
+def test_the_preview_shows_the_first_samples_runtime_sample_writes(entry):
+    """preview.png used to draw its own latents, so it showed none of the samples a user gets."""
+    from runtime.sampler import Sampler
+    from trainer.preview import preview_grid
+    from zoo.entry import Entry
+
+    sampler = Sampler(Entry.load(entry), device="cpu")
+    images, masks = sampler.sample(indices=np.arange(8), seed=0)
+    expected = preview_grid(images, masks, json.loads((entry / "config.json").read_text())["classes"]["palette"] or None)
+    assert (entry / "preview.png").read_bytes() == expected
+
+
 def test_onnx_is_self_contained_checked_and_dynamic(entry):
     data = (entry / "onnx/generator.onnx").read_bytes()
     model = onnx_export.check_model(data, "generator.onnx")

@@ -13,6 +13,7 @@ from .entry import ONNX_FILES, Entry, safe_member
 from .errors import UserError
 from .quality import Scorer
 from .scenes import Scene, check_files, patterns
+from .sessions import open_session
 
 CARD_KEYS = ("library_name:", "pipeline_tag:", "license:")
 
@@ -80,14 +81,10 @@ def _op_domains(path) -> str:
 
 
 def _check_onnx(entry: Entry, precision: str) -> dict:
-    import onnxruntime as ort
-
     path = entry.onnx_path(precision)
     domains = _op_domains(path)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = open_session(path)
     except Exception as e:  # onnxruntime's own exception types
         raise UserError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
     gh, gw = entry.trained_grid
