@@ -1,15 +1,19 @@
-"""`zoo` command line. This module must not import torch: the export commands load it lazily."""
+"""`zoo` command line. This module must not import torch: the export commands are registered by `export` (an
+entry point) and load it lazily."""
 
 from __future__ import annotations
 
 import functools
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
 
 from .errors import OneLineErrors, UserError, user_errors
 from .hub import DEFAULT_TIMEOUT, Hub
+
+PLUGINS = "oneshot_gan.zoo_commands"
 
 
 def hub_options(fn):
@@ -49,67 +53,30 @@ def _size(n: int | None) -> str:
         n /= 1000
 
 
-def _needs_export_extra():
-    try:
-        import onnx  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError as e:
-        raise UserError(f"this command needs the exporter: pip install 'oneshot-gan[export]' ({e})") from None
+class ZooCommands(OneLineErrors):
+    """The zoo's commands plus those other packages of this distribution register under the entry-point group
+    PLUGINS (`zoo export` and `zoo import-reference` come from `export`, which needs torch): the zoo never imports
+    them, and each loads only when it is listed or run."""
+
+    def _plugins(self) -> dict:
+        return {ep.name: ep for ep in entry_points(group=PLUGINS)}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx, name):
+        found = super().get_command(ctx, name)
+        if found is None and name in self._plugins():
+            found = self._plugins()[name].load()
+        return found
 
 
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ZooCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oneshot-gan")
 def main() -> None:
     """Per-scene models: pull from and push to the Hugging Face Hub, list, inspect, verify, export.
 
     SCENE is an index name (`zoo list`), org/repo[@revision] or a local entry folder."""
-
-
-@main.command("export")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Entry folder to write.")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
-              default=("fp32", "int8"), show_default=True, help="Variants to write (fp32 is always written).")
-@click.option("--probabilities", is_flag=True, help="Also output class probabilities (B, M, H, W) float32.")
-@click.option("--no-weights", is_flag=True, help="Leave out model.safetensors (a sampling-only entry).")
-@click.option("--checkpoint", is_flag=True, help="Add the full training state under checkpoint/ (others can resume).")
-@click.option("--title", default=None, help="Model card title.")
-@click.option("--source", default=None, help="Model card: where the training image comes from.")
-@click.option("--image-license", default=None, help="Model card: the training image's licence.")
-@click.option("--license", "license_", default="other", show_default=True, help="Model card licence id.")
-@click.option("--overwrite", is_flag=True)
-@click.option("--force", is_flag=True, help="Export even if the run's last health check failed (a collapsed run).")
-@click.option("-q", "--quiet", is_flag=True)
-@user_errors
-def export_cmd(run_dir, out, precisions, probabilities, no_weights, checkpoint, title, source, image_license,
-               license_, overwrite, force, quiet):
-    """Export a trainer run's EMA generator to an entry folder (ONNX + config + weights)."""
-    _needs_export_extra()
-    from export.entry import export_entry
-
-    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    card = {k: v for k, v in {"title": title, "source": source, "image_license": image_license,
-                              "license": license_}.items() if v}
-    config = export_entry(run_dir, out, tuple(dict.fromkeys(("fp32", *precisions))), probabilities, overwrite, log,
-                          weights=not no_weights, card=card, checkpoint=checkpoint, force=force)
-    if not quiet:
-        click.echo(f"wrote {out}: {', '.join(config['files'])}", err=True)
-
-
-@main.command("import-reference")
-@click.argument("ckpt_dir", type=click.Path(path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Entry folder to write.")
-@click.option("--iteration", type=int, default=None, help="Which <iter>_G_EMA.pth [latest_epoch.txt or newest].")
-@click.option("--overwrite", is_flag=True)
-@click.option("-q", "--quiet", is_flag=True)
-@user_errors
-def import_reference_cmd(ckpt_dir, out, iteration, overwrite, quiet):
-    """Convert a checkpoint folder of the authors' implementation into an entry folder."""
-    _needs_export_extra()
-    from export.reference import import_reference
-
-    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    import_reference(ckpt_dir, out, iteration=iteration, overwrite=overwrite, log=log)
 
 
 @main.command()

@@ -1,0 +1,66 @@
+"""`zoo export` and `zoo import-reference`: registered into the zoo's command line as entry points
+(pyproject.toml, group oneshot_gan.zoo_commands), so the torch-free zoo never imports the exporter. Only click at
+module level: `zoo --help` lists these commands without loading torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from zoo.errors import UserError, user_errors
+
+
+def _needs_export_extra():
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise UserError(f"this command needs the exporter: pip install 'oneshot-gan[export]' ({e})") from None
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Entry folder to write.")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
+              default=("fp32", "int8"), show_default=True, help="Variants to write (fp32 is always written).")
+@click.option("--probabilities", is_flag=True, help="Also output class probabilities (B, M, H, W) float32.")
+@click.option("--no-weights", is_flag=True, help="Leave out model.safetensors (a sampling-only entry).")
+@click.option("--checkpoint", is_flag=True, help="Add the full training state under checkpoint/ (others can resume).")
+@click.option("--title", default=None, help="Model card title.")
+@click.option("--source", default=None, help="Model card: where the training image comes from.")
+@click.option("--image-license", default=None, help="Model card: the training image's licence.")
+@click.option("--license", "license_", default="other", show_default=True, help="Model card licence id.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--force", is_flag=True, help="Export even if the run's last health check failed (a collapsed run).")
+@click.option("-q", "--quiet", is_flag=True)
+@user_errors
+def export_cmd(run_dir, out, precisions, probabilities, no_weights, checkpoint, title, source, image_license,
+               license_, overwrite, force, quiet):
+    """Export a trainer run's EMA generator to an entry folder (ONNX + config + weights)."""
+    _needs_export_extra()
+    from export.entry import export_entry
+
+    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    card = {k: v for k, v in {"title": title, "source": source, "image_license": image_license,
+                              "license": license_}.items() if v}
+    config = export_entry(run_dir, out, tuple(dict.fromkeys(("fp32", *precisions))), probabilities, overwrite, log,
+                          weights=not no_weights, card=card, checkpoint=checkpoint, force=force)
+    if not quiet:
+        click.echo(f"wrote {out}: {', '.join(config['files'])}", err=True)
+
+
+@click.command("import-reference")
+@click.argument("ckpt_dir", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Entry folder to write.")
+@click.option("--iteration", type=int, default=None, help="Which <iter>_G_EMA.pth [latest_epoch.txt or newest].")
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@user_errors
+def import_reference_cmd(ckpt_dir, out, iteration, overwrite, quiet):
+    """Convert a checkpoint folder of the authors' implementation into an entry folder."""
+    _needs_export_extra()
+    from export.reference import import_reference
+
+    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    import_reference(ckpt_dir, out, iteration=iteration, overwrite=overwrite, log=log)
