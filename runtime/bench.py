@@ -2,7 +2,7 @@
 
 - peak: fp32 GEMM (2048^3 MatMul) through onnxruntime, the machine's practical fp32 peak;
 - model-only: onnxruntime fp32 and int8 (and fp16 when present), images/s at the auto batch size;
-- torch: the PyTorch model in eager mode (inference mode, channels_last) when torch, the trainer package and
+- torch: the torch backend (PyTorch eager, registered by the exporter: export.backends) when torch and
   the entry's model.safetensors are available;
 - end-to-end: `runtime sample` into a temp folder, PNG images and palette masks written.
 GFLOP/s = 2 x MACs per sample x samples/s, with MACs from the entry's config.
@@ -65,30 +65,17 @@ def measure(kind: str, scene: str, reps: int) -> dict:
 
 
 def _torch_rate(entry, reps: int) -> float | None:
+    """The torch backend (registered by the exporter), best of batches 1, 4 and 8; None where it cannot run."""
+    from zoo.errors import UserError
+
+    from .sampler import load_backend
+
     try:
-        import torch
-        from safetensors.torch import load_file
-
-        from export.graph import SamplerGraph, fold_spectral_norm
-        from trainer.config import ModelConfig
-        from trainer.generator import Generator
-    except ImportError:
+        sampler = load_backend("torch")(entry)
+    except UserError:   # no torch, no exporter, or no model.safetensors
         return None
-    weights = entry.root / "model.safetensors"
-    if not weights.is_file():
-        return None
-    G = Generator(ModelConfig.from_dict(entry.config["model"]))
-    G.load_state_dict(load_file(str(weights)))
-    graph = SamplerGraph(fold_spectral_norm(G)).eval().to(memory_format=torch.channels_last)
-    best = 0.0
-    for b in (1, 4, 8):
-        z = torch.randn(b, entry.noise_dim, *entry.trained_grid)
-
-        def run():
-            with torch.inference_mode():
-                graph(z)
-        best = max(best, _median_rate(run, b, reps))
-    return best
+    grid = entry.trained_grid
+    return max(_median_rate(lambda: sampler.run(np.arange(b), 0, grid), b, reps) for b in (1, 4, 8))
 
 
 def run_bench(scene: str, reps: int = 5) -> dict:

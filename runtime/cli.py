@@ -58,7 +58,7 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     from pathlib import Path
 
     from .sample import Interrupted, sample_to_folder
-    from .sampler import EngineSampler, Sampler, parse_hw
+    from .sampler import Sampler, load_backend, parse_hw
 
     if grid is not None and size is not None:
         raise UserError("give --grid or --size, not both")
@@ -67,7 +67,7 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     g = sampler.grid_for(parse_hw(grid, "grid") if grid is not None else None,
                          parse_hw(size, "size") if size is not None else None)
     if backend == "tensorrt":
-        found, sampler = sampler.scene, EngineSampler(sampler.entry, precision, grid=g)
+        found, sampler = sampler.scene, load_backend(backend)(sampler.entry, precision, grid=g)
         sampler.scene = found
     try:
         summary = sample_to_folder(sampler, Path(out), sampler.scene.ref.label, count, seed, start_index, g,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +28,7 @@ from zoo.sessions import CPU, open_session
 
 from .latents import SCHEME, latent_grid, latent_vectors
 
+BACKENDS = "oneshot_gan.backends"  # entry-point group of the torch-side sampling backends
 PROVIDERS = {"cpu": CPU, "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 # Every model run holds exactly this many latents (the last run of a batch padded with zeros). onnxruntime's
 # kernels give slightly different values for other batch shapes (a 1-sample run differed by 1 in some pixels
@@ -82,17 +84,89 @@ def find_scene(scene=None, index: str | None = None, hub: Hub | None = None) -> 
     return resolve(None if scene is None else str(scene), hub, load_index(index, hub))
 
 
-class Sampler:
-    backend = "onnxruntime"
+class BaseSampler:
+    """What every sampling backend shares: grids, the latent scheme, batching. A backend implements run() (a batch
+    of sample indices -> uint8 images and class-id masks) and describe(); backends other than onnxruntime live on
+    the torch side and register under the entry-point group BACKENDS (load_backend)."""
+
+    backend = ""
+    device = ""
     scene: Scene | None = None   # where the entry came from, when made by from_pretrained
+
+    def __init__(self, entry: Entry, precision: str = "fp32"):
+        self.entry, self.precision = entry, precision
+        self.model_sha256 = checked_hash(entry, precision)   # the ONNX file the samples come from
+
+    @classmethod
+    def from_pretrained(cls, scene: str | os.PathLike | None = None, *, index: str | None = None,
+                        hub: Hub | None = None, **kwargs) -> "BaseSampler":
+        """A bundled name, an index name, `org/repo[@revision]` (pulled once, then from the cache) or a folder.
+        `hub` (zoo.hub.Hub) sets endpoint, token, cache and offline mode [from the environment]."""
+        found = find_scene(scene, index, hub)
+        sampler = cls(found.entry, **kwargs)
+        sampler.scene = found
+        return sampler
+
+    # -- grids ---------------------------------------------------------------------------------------------
+    def grid_for(self, grid: tuple[int, int] | None = None, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The latent grid for a requested grid or output size (trained grid by default), within bounds."""
+        ppc = self.entry.pixels_per_cell
+        if size is not None:
+            if size[0] % ppc or size[1] % ppc:
+                raise UserError(f"size {size[0]}x{size[1]} is not reachable: sides must be multiples of {ppc} "
+                                f"(grid x {ppc})")
+            grid = (size[0] // ppc, size[1] // ppc)
+        grid = tuple(grid or self.entry.trained_grid)
+        (lo_h, lo_w), (hi_h, hi_w) = self.entry.grid_bounds
+        if not (lo_h <= grid[0] <= hi_h and lo_w <= grid[1] <= hi_w):
+            raise UserError(f"grid {grid[0]}x{grid[1]} is outside this model's bounds "
+                            f"{lo_h}x{lo_w} .. {hi_h}x{hi_w}")
+        return grid
+
+    def output_size(self, grid: tuple[int, int]) -> tuple[int, int]:
+        return grid[0] * self.entry.pixels_per_cell, grid[1] * self.entry.pixels_per_cell
+
+    # -- sampling ------------------------------------------------------------------------------------------
+    def sample(self, indices=None, count: int | None = None, seed: int = 0, start: int = 0,
+               grid: tuple[int, int] | None = None, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
+        """Images (N, H, W, 3) and masks (N, H, W) of the given indices, or of start .. start+count-1."""
+        if indices is None:
+            if count is None or count <= 0:
+                raise UserError("give sample indices or a positive count")
+            indices = np.arange(start, start + count)
+        indices = np.asarray(indices, dtype=np.int64)
+        grid = self.grid_for(grid)
+        parts = [self.run(indices[i:i + batch_size], seed, grid) for i in range(0, len(indices), batch_size)]
+        images = np.concatenate([p[0] for p in parts])
+        masks = np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
+        return images, masks
+
+    def iter_batches(self, start: int = 0, count: int = 1000, seed: int = 0, batch_size: int = 16,
+                     grid: tuple[int, int] | None = None, indices=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Yields (indices, images, masks) batches over start .. start+count-1 (or the given indices)."""
+        grid = self.grid_for(grid)
+        indices = np.arange(start, start + count) if indices is None else np.asarray(indices, dtype=np.int64)
+        for i in range(0, len(indices), batch_size):
+            idx = indices[i:i + batch_size]
+            yield (idx, *self.run(idx, seed, grid))
+
+    def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        raise NotImplementedError
+
+
+class Sampler(BaseSampler):
+    """The onnxruntime backend (CPU, or CUDA / TensorRT providers with onnxruntime-gpu)."""
+
+    backend = "onnxruntime"
 
     def __init__(self, entry: Entry, precision: str = "fp32", device: str = "auto", threads: int | None = None):
         import onnxruntime as ort
 
-        self.entry = entry
-        self.precision = precision
+        super().__init__(entry, precision)
         path = entry.onnx_path(precision)
-        self.model_sha256 = checked_hash(entry, precision)
         available = ort.get_available_providers()
         auto = device == "auto"
         if auto:
@@ -122,36 +196,6 @@ class Sampler:
         self.lanes = (os.cpu_count() or 1) if device == "cpu" and not threads else 1
         self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="ort-lane") if self.lanes > 1 else None
 
-    @classmethod
-    def from_pretrained(cls, scene: str | os.PathLike | None = None, *, index: str | None = None,
-                        hub: Hub | None = None, **kwargs) -> "Sampler":
-        """A bundled name, an index name, `org/repo[@revision]` (pulled once, then from the cache) or a folder.
-        `hub` (zoo.hub.Hub) sets endpoint, token, cache and offline mode [from the environment]."""
-        found = find_scene(scene, index, hub)
-        sampler = cls(found.entry, **kwargs)
-        sampler.scene = found
-        return sampler
-
-    # -- grids ---------------------------------------------------------------------------------------------
-    def grid_for(self, grid: tuple[int, int] | None = None, size: tuple[int, int] | None = None) -> tuple[int, int]:
-        """The latent grid for a requested grid or output size (trained grid by default), within bounds."""
-        ppc = self.entry.pixels_per_cell
-        if size is not None:
-            if size[0] % ppc or size[1] % ppc:
-                raise UserError(f"size {size[0]}x{size[1]} is not reachable: sides must be multiples of {ppc} "
-                                f"(grid x {ppc})")
-            grid = (size[0] // ppc, size[1] // ppc)
-        grid = tuple(grid or self.entry.trained_grid)
-        (lo_h, lo_w), (hi_h, hi_w) = self.entry.grid_bounds
-        if not (lo_h <= grid[0] <= hi_h and lo_w <= grid[1] <= hi_w):
-            raise UserError(f"grid {grid[0]}x{grid[1]} is outside this model's bounds "
-                            f"{lo_h}x{lo_w} .. {hi_h}x{hi_w}")
-        return grid
-
-    def output_size(self, grid: tuple[int, int]) -> tuple[int, int]:
-        return grid[0] * self.entry.pixels_per_cell, grid[1] * self.entry.pixels_per_cell
-
-    # -- sampling ------------------------------------------------------------------------------------------
     def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         z = latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
         runs = fixed_runs(z, MICRO_BATCH[self.device])
@@ -160,69 +204,20 @@ class Sampler:
         out = [np.concatenate([p[k] for p in parts])[:len(z)] for k in range(len(self.outputs))]
         return out[0], (out[1] if len(out) > 1 else None)
 
-    def sample(self, indices=None, count: int | None = None, seed: int = 0, start: int = 0,
-               grid: tuple[int, int] | None = None, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
-        """Images (N, H, W, 3) and masks (N, H, W) of the given indices, or of start .. start+count-1."""
-        if indices is None:
-            if count is None or count <= 0:
-                raise UserError("give sample indices or a positive count")
-            indices = np.arange(start, start + count)
-        indices = np.asarray(indices, dtype=np.int64)
-        grid = self.grid_for(grid)
-        parts = [self.run(indices[i:i + batch_size], seed, grid) for i in range(0, len(indices), batch_size)]
-        images = np.concatenate([p[0] for p in parts])
-        masks = np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
-        return images, masks
-
-    def iter_batches(self, start: int = 0, count: int = 1000, seed: int = 0, batch_size: int = 16,
-                     grid: tuple[int, int] | None = None, indices=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """Yields (indices, images, masks) batches over start .. start+count-1 (or the given indices)."""
-        grid = self.grid_for(grid)
-        indices = np.arange(start, start + count) if indices is None else np.asarray(indices, dtype=np.int64)
-        for i in range(0, len(indices), batch_size):
-            idx = indices[i:i + batch_size]
-            yield (idx, *self.run(idx, seed, grid))
-
     def describe(self) -> dict:
         return {"latent_scheme": SCHEME, "precision": self.precision, "device": self.device,
                 "providers": self.session.get_providers()}
 
 
-class EngineSampler(Sampler):
-    """Native TensorRT engines (built from the entry's ONNX and cached per GPU by export.tensorrt).
-
-    Needs torch with CUDA and TensorRT (`pip install 'oneshot-gan[tensorrt]'`); the engine's profile covers
-    batches 1..max_batch at the grid asked for.
-    """
-
-    backend = "tensorrt"
-
-    def __init__(self, entry: Entry, precision: str = "fp32", grid: tuple[int, int] | None = None,
-                 max_batch: int = 64):
-        try:
-            from export.tensorrt import EngineRunner, cached_engine, default_profile
-        except ImportError as e:
-            raise UserError(f"--backend tensorrt needs the exporter and TensorRT ({e})") from None
-        self.entry, self.precision, self.device = entry, precision, "cuda"
-        self.model_sha256 = checked_hash(entry, precision)
-        self.max_batch = max_batch
-        self.grid = self.grid_for(grid)
-        profile = default_profile(entry.trained_grid, max_batch=max_batch, grid=self.grid)
-        self.runner = EngineRunner(cached_engine(entry.root, profile, precision))
-
-    def run(self, indices, seed, grid):
-        import torch
-
-        if tuple(grid) != self.grid:
-            raise UserError(f"this TensorRT engine was built for grid {self.grid[0]}x{self.grid[1]}")
-        z = latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
-        images, masks = [], []
-        for part in fixed_runs(z, min(MICRO_BATCH["tensorrt"], self.max_batch)):
-            out = self.runner(torch.from_numpy(part).cuda())
-            images.append(out["image"].cpu().numpy())
-            if "mask" in out:
-                masks.append(out["mask"].cpu().numpy())
-        return np.concatenate(images)[:len(z)], (np.concatenate(masks)[:len(z)] if masks else None)
-
-    def describe(self) -> dict:
-        return {"latent_scheme": SCHEME, "precision": self.precision, "device": "cuda", "providers": ["TensorRT"]}
+def load_backend(name: str) -> type[BaseSampler]:
+    """The sampler class of a backend: onnxruntime here, the others (tensorrt, torch) from the packages that
+    register them under BACKENDS, imported only now."""
+    if name in ("auto", Sampler.backend):
+        return Sampler
+    found = [ep for ep in entry_points(group=BACKENDS) if ep.name == name]
+    if not found:
+        raise UserError(f"no sampling backend {name!r} is installed (pip install 'oneshot-gan[tensorrt]' for tensorrt)")
+    try:
+        return found[0].load()
+    except ImportError as e:
+        raise UserError(f"--backend {name} needs the exporter and its libraries ({e})") from None
