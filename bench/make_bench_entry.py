@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from export import quantize  # noqa: E402
-from export.entry import write_entry  # noqa: E402
+from export.writer import write_entry  # noqa: E402
 from trainer.config import auto_config, parse_size  # noqa: E402
 from trainer.data import default_palette  # noqa: E402
 from trainer.generator import Generator, refresh_spectral_norms  # noqa: E402

@@ -6,8 +6,8 @@
 
 
 def export_entry(*args, **kwargs):
-    """See export.entry.export_entry (imported lazily: torch and onnx load only when used)."""
-    from .entry import export_entry as impl
+    """See export.writer.export_entry (imported lazily: torch and onnx load only when used)."""
+    from .writer import export_entry as impl
 
     return impl(*args, **kwargs)
 

@@ -39,7 +39,7 @@ def export_cmd(run_dir, out, precisions, probabilities, no_weights, checkpoint, 
                license_, overwrite, force, quiet):
     """Export a trainer run's EMA generator to an entry folder (ONNX + config + weights)."""
     _needs_export_extra()
-    from export.entry import export_entry
+    from export.writer import export_entry
 
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
     card = {k: v for k, v in {"title": title, "source": source, "image_license": image_license,

@@ -20,7 +20,7 @@ from trainer.config import D_BLOCKS, G_CHANNEL_MULT, BASE_CHANNELS, ModelConfig
 from trainer.data import default_palette
 from trainer.generator import Generator
 
-from .entry import check_destination, write_entry
+from .writer import check_destination, write_entry
 from .graph import ExportError
 
 EMA_RE = re.compile(r"^(\d+)_G_EMA\.pth$")

@@ -38,7 +38,7 @@ def _median_rate(fn, items: int, reps: int, warmup_s: float = 1.5) -> float:
 def measure(kind: str, scene: str, reps: int) -> dict:
     from zoo.sessions import open_session
 
-    from .sample import auto_batch, sample_to_folder
+    from .job import auto_batch, sample_to_folder
     from .sampler import Sampler, find_scene
 
     if kind == "peak":

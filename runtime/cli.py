@@ -57,7 +57,7 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     from the cache), or an entry folder [coins]."""
     from pathlib import Path
 
-    from .sample import Interrupted, sample_to_folder
+    from .job import Interrupted, sample_to_folder
     from .sampler import Sampler, load_backend, parse_hw
 
     if grid is not None and size is not None:

@@ -17,7 +17,7 @@ from zoo.files import sha256_file
 
 
 def test_runtime_does_not_import_torch():
-    code = "import sys, runtime, runtime.cli, runtime.sample, zoo.entry; sys.exit('torch' in sys.modules)"
+    code = "import sys, runtime, runtime.cli, runtime.job, zoo.entry; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -164,7 +164,7 @@ def test_a_huge_job_is_planned_lazily(entry, tmp_path):
     """--count 1e8 once allocated 1.3 GB before the first sample; a 10^12-sample job now starts at once."""
     import resource
 
-    from runtime.sample import todo_blocks
+    from runtime.job import todo_blocks
 
     blocks = todo_blocks(5, 10**12, {6, 7, 70_000})
     first, second = next(blocks), next(blocks)
@@ -221,7 +221,7 @@ def test_entry_paths_cannot_escape(entry, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["webdataset", "npz"])
 def test_shard_formats_keep_class_ids_and_resume(entry, tmp_path, fmt):
-    from runtime import sample as sample_mod
+    from runtime import job as sample_mod
     from runtime.webdataset import read_shards
 
     out = tmp_path / fmt

@@ -1,4 +1,5 @@
-"""`runtime sample`: inference, latent generation and PNG encoding overlap (encoding in worker processes)."""
+"""A `runtime sample` job: samples start .. start+count-1 into a dataset folder, inference, latent generation and
+PNG encoding overlapping (encoding in worker processes), resumable, Ctrl-C safe."""
 
 from __future__ import annotations
 
