@@ -18,6 +18,7 @@ from export.writer import write_entry  # noqa: E402
 from trainer.config import auto_config, parse_size  # noqa: E402
 from trainer.data import default_palette  # noqa: E402
 from trainer.generator import Generator, refresh_spectral_norms  # noqa: E402
+from zoo.errors import log_to_stderr  # noqa: E402
 
 
 def main() -> None:
@@ -32,8 +33,8 @@ def main() -> None:
     quantize.MIN_INT8_MASK_AGREEMENT = 0.0
     classes = {"names": ["background"] + [f"class_{i}" for i in range(1, a.classes)],
                "palette": default_palette(a.classes).tolist()}
-    write_entry(G, a.out, classes, {"iterations": 0, "note": "untrained, for benchmarks"}, ("fp32", "int8"),
-                False, print)
+    log_to_stderr(quiet=False)
+    write_entry(G, a.out, classes, {"iterations": 0, "note": "untrained, for benchmarks"}, precisions=("fp32", "int8"))
 
 
 if __name__ == "__main__":

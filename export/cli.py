@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from zoo.errors import UserError, user_errors
+from zoo.errors import UserError, log_to_stderr, user_errors
 
 
 def _needs_export_extra():
@@ -41,11 +41,12 @@ def export_cmd(run_dir, out, precisions, probabilities, no_weights, checkpoint, 
     _needs_export_extra()
     from export.writer import export_entry
 
-    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    log_to_stderr(quiet)
     card = {k: v for k, v in {"title": title, "source": source, "image_license": image_license,
                               "license": license_}.items() if v}
-    config = export_entry(run_dir, out, tuple(dict.fromkeys(("fp32", *precisions))), probabilities, overwrite, log,
-                          weights=not no_weights, card=card, checkpoint=checkpoint, force=force)
+    config = export_entry(run_dir, out, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
+                          probabilities=probabilities, overwrite=overwrite, weights=not no_weights, card=card,
+                          checkpoint=checkpoint, force=force)
     if not quiet:
         click.echo(f"wrote {out}: {', '.join(config['files'])}", err=True)
 
@@ -62,5 +63,5 @@ def import_reference_cmd(ckpt_dir, out, iteration, overwrite, quiet):
     _needs_export_extra()
     from export.reference import import_reference
 
-    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    import_reference(ckpt_dir, out, iteration=iteration, overwrite=overwrite, log=log)
+    log_to_stderr(quiet)
+    import_reference(ckpt_dir, out, iteration=iteration, overwrite=overwrite)

@@ -10,6 +10,7 @@ reference's. The entry reproduces the reference's eval-mode output (sigma from t
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 import re
 from pathlib import Path
@@ -20,8 +21,10 @@ from trainer.config import D_BLOCKS, G_CHANNEL_MULT, BASE_CHANNELS, ModelConfig
 from trainer.data import default_palette
 from trainer.generator import Generator
 
-from .writer import check_destination, write_entry
 from .graph import ExportError
+from .writer import check_destination, write_entry
+
+logger = logging.getLogger(__name__)
 
 EMA_RE = re.compile(r"^(\d+)_G_EMA\.pth$")
 PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
@@ -102,8 +105,8 @@ def load_reference_generator(path: Path) -> Generator:
     return G.eval()
 
 
-def import_reference(ckpt_dir: Path, out: Path, iteration: int | None = None, overwrite: bool = False,
-                     precisions: tuple[str, ...] = ("fp32",), log=print) -> dict:
+def import_reference(ckpt_dir: Path, out: Path, *, iteration: int | None = None, overwrite: bool = False,
+                     precisions: tuple[str, ...] = ("fp32",)) -> dict:
     ckpt_dir, out = Path(ckpt_dir), Path(out)
     check_destination(out, overwrite)
     ema = find_ema(ckpt_dir, iteration)
@@ -114,6 +117,6 @@ def import_reference(ckpt_dir: Path, out: Path, iteration: int | None = None, ov
                "palette": [list(map(int, c)) for c in default_palette(m)] if m else []}
     training = {"iterations": int(EMA_RE.match(ema.name).group(1)), "source": "reference implementation",
                 "hyperparameters": {k: v for k, v in opts.items() if isinstance(v, (str, int, float, bool))}}
-    log(f"{ema}: {G.cfg.height}x{G.cfg.width}, grid {G.cfg.grid_h}x{G.cfg.grid_w}, {G.cfg.g_blocks} blocks, "
+    logger.info(f"{ema}: {G.cfg.height}x{G.cfg.width}, grid {G.cfg.grid_h}x{G.cfg.grid_w}, {G.cfg.g_blocks} blocks, "
         f"{m or 'no'} mask classes")
-    return write_entry(G, out, classes, training, precisions, False, log)
+    return write_entry(G, out, classes, training, precisions=precisions)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 from zoo.files import atomic_write
 
 from .graph import ExportError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = 2 << 30
 DEFAULT_MAX_BATCH = 64
@@ -136,8 +139,8 @@ def build_engine(onnx_path: Path, profile: Profile, noise_dim: int, precision: s
     return bytes(engine)
 
 
-def cached_engine(entry: Path, profile: Profile, precision: str = "fp32", workspace: int = DEFAULT_WORKSPACE,
-                  trt=None, compute_capability: tuple[int, int] | None = None, log=print) -> Path:
+def cached_engine(entry: Path, profile: Profile, precision: str = "fp32", *, workspace: int = DEFAULT_WORKSPACE,
+                  trt=None, compute_capability: tuple[int, int] | None = None) -> Path:
     """The engine for an entry folder, built on first use and cached."""
     trt = trt or import_tensorrt()
     sm = compute_capability or gpu_compute_capability()
@@ -148,7 +151,7 @@ def cached_engine(entry: Path, profile: Profile, precision: str = "fp32", worksp
     key = cache_key(sha, str(trt.__version__), sm, profile, precision)
     path = cache_dir() / f"{key}.engine"
     if not path.is_file():
-        log(f"building a TensorRT {trt.__version__} engine for sm_{sm[0]}{sm[1]} (once; cached in {path.parent})")
+        logger.info(f"building a TensorRT {trt.__version__} engine for sm_{sm[0]}{sm[1]} (once; cached in {path.parent})")
         data = build_engine(onnx_path, profile, config["latent"]["shape"][1], precision, workspace,
                             cache_dir() / f"timing-{trt.__version__}-sm{sm[0]}{sm[1]}.cache", trt)
         path.parent.mkdir(parents=True, exist_ok=True)

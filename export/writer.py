@@ -5,6 +5,7 @@ place and renamed into it, so a failed or interrupted export leaves nothing half
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ from .graph import IMAGE_LAYOUT, ExportError
 from .onnx_export import OPSET, check_model, export_onnx, grid_bounds, to_onnx_bytes
 from .quantize import int8_variant, measure
 
+logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
 PREVIEW_SAMPLES = 8
 
@@ -101,8 +103,8 @@ def _is_entry(folder: Path) -> bool:
         return False
 
 
-def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
-                 probabilities: bool = False, overwrite: bool = False, log=print, weights: bool = True,
+def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp32", "int8"),
+                 probabilities: bool = False, overwrite: bool = False, weights: bool = True,
                  card: dict | None = None, checkpoint: bool = False, force: bool = False) -> dict:
     """Export a trainer run into an entry folder; returns the entry's config. `checkpoint` adds the run's
     latest full training state under checkpoint/ (a run folder: `trainer resume` continues it). A run whose
@@ -124,11 +126,12 @@ def export_entry(run_dir: Path, out: Path, precisions: tuple[str, ...] = ("fp32"
     state = {f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")} if checkpoint else {}
     if checkpoint:
         state[f"checkpoint/checkpoints/{ckpt.name}"] = ckpt
-    return write_entry(G, out, classes, training, precisions, probabilities, log, weights, card, state, stats)
+    return write_entry(G, out, classes, training, precisions=precisions, probabilities=probabilities, weights=weights,
+                       card=card, extra=state, reference_stats=stats)
 
 
-def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisions: tuple[str, ...],
-                probabilities: bool, log, weights: bool = True, card: dict | None = None,
+def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, precisions: tuple[str, ...] = ("fp32",),
+                probabilities: bool = False, weights: bool = True, card: dict | None = None,
                 extra: dict[str, Path] | None = None, reference_stats: dict | None = None) -> dict:
     """Export G's ONNX variants, weights, preview and config into `out`, all or nothing. `extra` maps entry
     file names to files copied in as they are; `reference_stats` is the training frames' quality reference
@@ -146,21 +149,21 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, precisio
         t0 = time.perf_counter()
         report = export_onnx(G, stage / ONNX_FILES["fp32"], probabilities, where=str(out / ONNX_FILES["fp32"]))
         fp32 = (stage / ONNX_FILES["fp32"]).read_bytes()
-        log(f"fp32 ONNX: parity with PyTorch over {len(report['checks'])} grid x batch cases, "
+        logger.info(f"fp32 ONNX: parity with PyTorch over {len(report['checks'])} grid x batch cases, "
             f"worst {report['worst']} ({time.perf_counter() - t0:.1f} s)")
         config["files"][ONNX_FILES["fp32"]] = {"precision": "fp32", "parity_vs_torch": report["worst"]}
         if "int8" in precisions:
             data, quality = int8_variant(fp32, G.cfg.noise_dim, grid, str(out / ONNX_FILES["int8"]), G.cfg.has_masks)
             (stage / ONNX_FILES["int8"]).write_bytes(data)
             config["files"][ONNX_FILES["int8"]] = {"precision": "int8", "quality_vs_fp32": quality}
-            log(f"int8 ONNX: {quality}")
+            logger.info(f"int8 ONNX: {quality}")
         if "fp16" in precisions:
             data = to_onnx_bytes(G, probabilities, half=True)
             check_model(data, str(out / ONNX_FILES["fp16"]))
             (stage / ONNX_FILES["fp16"]).write_bytes(data)
             quality = measure(fp32, data, G.cfg.noise_dim, grid).as_dict()
             config["files"][ONNX_FILES["fp16"]] = {"precision": "fp16", "quality_vs_fp32": quality}
-            log(f"fp16 ONNX: {quality}")
+            logger.info(f"fp16 ONNX: {quality}")
         if weights:
             save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(stage / "model.safetensors"),
                       metadata={"format": "oneshot-gan-generator/1", "weights": "EMA"})

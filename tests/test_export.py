@@ -144,6 +144,16 @@ def test_export_bad_inputs(tmp_path, run_dir):
     assert res.exit_code == 1 and "not empty" in res.output
 
 
+def test_progress_goes_to_stderr_and_quiet_silences_it(tmp_path, run_dir):
+    """The exporter logs (logging, INFO); the CLI shows it on stderr, nothing on stdout, and -q hides it."""
+    res = CliRunner().invoke(zoo_main, ["export", str(run_dir), "--out", str(tmp_path / "a"), "--precision", "fp32"])
+    assert res.exit_code == 0, res.output
+    assert "fp32 ONNX: parity with PyTorch" in res.stderr and res.stdout == ""
+    res = CliRunner().invoke(zoo_main, ["export", str(run_dir), "--out", str(tmp_path / "b"), "--precision", "fp32",
+                                        "-q"])
+    assert res.exit_code == 0 and res.output == "", res.output
+
+
 def test_overwrite_replaces_entries_only(tmp_path, run_dir, entry):
     """--overwrite once replaced any folder (issue 12, high 1): a thesis folder was wiped with exit 0."""
     runner = CliRunner()

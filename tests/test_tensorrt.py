@@ -124,7 +124,7 @@ def test_version_branches_for_fp16(entry, tmp_path, monkeypatch, version, expect
     monkeypatch.setenv("ONESHOT_GAN_CACHE", str(tmp_path / "cache"))
     trt = FakeTRT(version)
     profile = ert.default_profile((3, 5), max_batch=8)
-    path = ert.cached_engine(entry, profile, "fp16", trt=trt, compute_capability=(9, 0), log=lambda *_: None)
+    path = ert.cached_engine(entry, profile, "fp16", trt=trt, compute_capability=(9, 0))
     assert path.read_bytes() == b"engine-bytes" and path.parent == tmp_path / "cache" / "tensorrt"
     parsed = [c[1] for c in trt.calls if c[0] == "parse"]
     assert parsed[0].endswith("onnx/" + onnx_name)
@@ -134,7 +134,7 @@ def test_version_branches_for_fp16(entry, tmp_path, monkeypatch, version, expect
     assert (path.parent / f"timing-{version}-sm90.cache").read_bytes() == b"timing"
     # second call: cached, no new build
     trt.calls.clear()
-    assert ert.cached_engine(entry, profile, "fp16", trt=trt, compute_capability=(9, 0), log=lambda *_: None) == path
+    assert ert.cached_engine(entry, profile, "fp16", trt=trt, compute_capability=(9, 0)) == path
     assert not any(c[0] == "parse" for c in trt.calls)
 
 
@@ -190,7 +190,7 @@ def test_engine_matches_onnxruntime_on_gpu(entry, tmp_path, monkeypatch):
     import torch
 
     monkeypatch.setenv("ONESHOT_GAN_CACHE", str(tmp_path / "cache"))
-    path = ert.cached_engine(entry, ert.default_profile((3, 5), max_batch=8), "fp32", log=lambda *_: None)
+    path = ert.cached_engine(entry, ert.default_profile((3, 5), max_batch=8), "fp32")
     runner = ert.EngineRunner(path)
     z = latents(np.random.default_rng(0), 8, 64, (3, 5))
     got = runner(torch.from_numpy(z).cuda())

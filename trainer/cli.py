@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from zoo.errors import OneLineErrors, UserError, user_errors
+from zoo.errors import OneLineErrors, UserError, log_to_stderr, user_errors
 
 from .config import RECIPES, ConfigError, auto_config, parse_size
 from .data import DataError, load_scene, to_training_arrays
@@ -261,10 +261,11 @@ def eval_cmd(target, samples, seed, image, mask, unet_steps, inception_weights, 
     from .evaluate import evaluate, gather
     from .report import metric_rows, write_report
 
+    log_to_stderr(quiet)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
     material = gather(target, samples, seed, image, mask, index)
     log(f"{target}: {samples} samples, {len(material.frames)} training frame(s)")
-    result = evaluate(material, seed, unet_steps, inception_weights, lpips_weights, log)
+    result = evaluate(material, seed=seed, unet_steps=unet_steps, inception=inception_weights, lpips=lpips_weights)
     if report_dir is not None:
         write_report(result, material, report_dir)
         log(f"report: {report_dir / 'report.html'}")

@@ -8,6 +8,7 @@ Both use the runtime's latent scheme, so sample i is the same image `runtime sam
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from zoo.errors import UserError
 from zoo.quality import Scorer
 
 from . import metrics
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,8 +106,8 @@ def gather(target: str, count: int, seed: int, image: Path | None = None, mask: 
     return Material(scene.ref.label, images, masks, frames, frame_masks, entry.class_names, entry.palette, scorer)
 
 
-def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path | None = None,
-             lpips: Path | None = None, log=lambda msg: None) -> dict:
+def evaluate(m: Material, *, seed: int = 0, unet_steps: int = 500, inception: Path | None = None,
+             lpips: Path | None = None) -> dict:
     timing = {}
     t = time.perf_counter()
     dist, matches = metrics.nearest_training_view(m.images, m.frames)
@@ -133,7 +136,7 @@ def evaluate(m: Material, seed: int = 0, unet_steps: int = 500, inception: Path 
     timing["diversity_and_memorisation_s"] = round(time.perf_counter() - t, 2)
     if m.masks is not None:
         t = time.perf_counter()
-        log(f"mask alignment: training a UNet on {len(m.images)} generated pairs ({unet_steps} steps)")
+        logger.info(f"mask alignment: training a UNet on {len(m.images)} generated pairs ({unet_steps} steps)")
         from .segmenter import mask_alignment
 
         n = len(m.class_names)

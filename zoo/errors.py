@@ -2,6 +2,7 @@
 
 import errno
 import functools
+import logging
 import sys
 import warnings
 
@@ -24,6 +25,24 @@ def user_errors(fn):
             sys.exit(1)
 
     return wrapper
+
+
+class _Echo(logging.Handler):
+    """One line on stderr per message (sys.stderr looked up at each message: click's test runner swaps it)."""
+
+    def emit(self, record):
+        click.echo(self.format(record), err=True)
+
+
+def log_to_stderr(quiet: bool) -> None:
+    """For the CLIs: the packages' progress messages (logging, INFO) on stderr, none with --quiet. Library users
+    see them only if they configure logging themselves."""
+    for name in ("zoo", "runtime", "trainer", "export"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _Echo) for h in logger.handlers):
+            logger.addHandler(_Echo())
+        logger.setLevel(logging.WARNING if quiet else logging.INFO)
+        logger.propagate = False
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
