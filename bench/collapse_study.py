@@ -41,7 +41,7 @@ VARIANTS: dict[str, dict] = {
     "before": {"lambda_freq": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest", "lr_g": 2e-4,
                "lr_d": 2e-4},  # the trainer as it was before issue 11
 }
-CPU_LR = {"lr_g": 1e-4, "lr_d": 1e-4}  # the CPU recipe's (trainer.train.RECIPES); TrainConfig's default is the reference's
+CPU_LR = {"lr_g": 1e-4, "lr_d": 1e-4}  # the CPU recipe's (trainer.config.RECIPES); TrainConfig's default is the reference's
 VARIANTS = {k: {**CPU_LR, **v} for k, v in VARIANTS.items()}
 
 
@@ -53,7 +53,8 @@ def worker(a) -> dict:
     from bench.scenes import SCENES, write_scene
     from trainer.config import auto_config
     from trainer.data import load_scene, to_training_arrays
-    from trainer.train import CollapseError, TrainConfig, Trainer, to_float_images, write_run
+    from trainer.config import TrainConfig
+    from trainer.train import CollapseError, Trainer, to_float_images, write_run
 
     torch.set_num_threads(1)
     scene_dir = Path(a.tmp) / "scenes" / a.scene

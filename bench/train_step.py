@@ -74,7 +74,8 @@ def worker(size: str, precision: str, iters: int, warmup: int, classes: int) -> 
     import trainer.train as tmod
     from trainer.config import auto_config, parse_size
     from trainer.feature_aug import FeatureAugment
-    from trainer.train import TrainConfig, Trainer
+    from trainer.config import TrainConfig
+    from trainer.train import Trainer
 
     recorded = defaultdict(list)
     recording = [False]

@@ -154,7 +154,7 @@ def test_resuming_a_run_from_before_issue_11_keeps_its_training(scene, tmp_path)
     res = CliRunner().invoke(main, ["resume", str(out), "--iters", "4", "-q"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert [ln["bounds"] for ln in _losses(out)][2:] == [0, 0]  # no activation bounds after the resume
-    from trainer.train import TrainConfig
+    from trainer.config import TrainConfig
 
     old = TrainConfig.from_dict(cfg["train"])
     assert (old.lambda_freq, old.ceiling, old.floor, old.mask_resize) == (0.0, 0.0, 0.0, "nearest")

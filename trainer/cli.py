@@ -12,7 +12,8 @@ import click
 
 from zoo.errors import OneLineErrors, UserError, log_to_stderr, user_errors
 
-from .config import RECIPES, ConfigError, auto_config, parse_size
+from .config import (RECIPES, REFERENCE_EMA, REFERENCE_ITERS, REFERENCE_WARMUP, ConfigError, TrainConfig, auto_config,
+                     parse_size)
 from .data import DataError, load_scene, to_training_arrays
 
 RUN_FILES = ("config.json", "data.safetensors", "losses.jsonl", "preview.png", "checkpoints", "previews")
@@ -48,6 +49,9 @@ def _clear_run(out: Path) -> None:
             p.unlink()
 
 
+_T = TrainConfig()  # fit's defaults where the device does not choose them
+
+
 def _per_device(key: str, fmt=str) -> str:
     """'[CPU x, GPU y]' for a setting of the per-device recipes, so the help never restates them."""
     return f"[CPU {fmt(RECIPES[True][key])}, GPU {fmt(RECIPES[False][key])}]"
@@ -63,35 +67,35 @@ def _per_device(key: str, fmt=str) -> str:
               help=f"Longer side of the training image, in pixels {_per_device('max_size')}.")
 @click.option("--iters", type=click.IntRange(1), default=None,
               help=f"Iterations {_per_device('iters', '{:,}'.format)}.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=5, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=_T.batch_size, show_default=True)
 @click.option("--width", "width_mult", type=click.FloatRange(0, 4, min_open=True), default=None,
               help=f"Channel multiplier, 1.0 = the reference widths {_per_device('width')}.")
 @click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=None,
               help=f"Adam learning rate of G and D {_per_device('lr', lambda v: f'{v:.0e}'.replace('e-0', 'e-'))}.")
-@click.option("--aug-prob", type=click.FloatRange(0, 1), default=0.7, show_default=True)
-@click.option("--lambda-freq", type=click.FloatRange(0), default=1.0, show_default=True,
+@click.option("--aug-prob", type=click.FloatRange(0, 1), default=_T.aug_prob, show_default=True)
+@click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
-@click.option("--lambda-dr", type=click.FloatRange(0), default=0.15, show_default=True)
+@click.option("--lambda-dr", type=click.FloatRange(0), default=_T.lambda_dr, show_default=True)
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="EMA decay of G [0.9999, horizon scaled to iters/100,000 for shorter runs].")
+              help=f"EMA decay of G [{REFERENCE_EMA}, horizon scaled to iters/{REFERENCE_ITERS:,} for shorter runs].")
 @click.option("--bernoulli-warmup", type=click.IntRange(0), default=None,
-              help="Iterations of Bernoulli masks [15,000 x iters/100,000].")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+              help=f"Iterations of Bernoulli masks [{REFERENCE_WARMUP:,} x iters/{REFERENCE_ITERS:,}].")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=_T.seed, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=_T.device, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=_T.precision, show_default=True)
 @click.option("--save-every", type=click.IntRange(1), default=None,
               help=f"Checkpoint every N iterations {_per_device('save_every', '{:,}'.format)}.")
 @click.option("--preview-every", type=click.IntRange(1), default=None,
               help=f"Preview every N iterations {_per_device('preview_every', '{:,}'.format)}.")
-@click.option("--log-every", type=click.IntRange(1), default=10, show_default=True,
+@click.option("--log-every", type=click.IntRange(1), default=_T.log_every, show_default=True,
               help="Write losses.jsonl every N iterations.")
-@click.option("--keep", type=click.IntRange(1), default=3, show_default=True,
+@click.option("--keep", type=click.IntRange(1), default=_T.keep, show_default=True,
               help="Checkpoints to keep (and the newest healthy one).")
-@click.option("--check-every", type=click.IntRange(1), default=100, show_default=True,
+@click.option("--check-every", type=click.IntRange(1), default=_T.check_every, show_default=True,
               help="Collapse-guard health check every N iterations.")
-@click.option("--guard/--no-guard", default=True, show_default=True,
+@click.option("--guard/--no-guard", default=_T.guard, show_default=True,
               help="On a collapse, roll back to the last healthy checkpoint (--no-guard: only report it).")
-@click.option("--max-rollbacks", type=click.IntRange(0), default=2, show_default=True,
+@click.option("--max-rollbacks", type=click.IntRange(0), default=_T.max_rollbacks, show_default=True,
               help="Rollbacks before a collapse stops the run.")
 @click.option("--no-masks", is_flag=True, help="Ignore masks: train the image-only model.")
 @click.option("--every", type=click.IntRange(1), default=1, show_default=True,
@@ -100,22 +104,20 @@ def _per_device(key: str, fmt=str) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult, lr, aug_prob, lambda_freq, lambda_dr, ema_decay,
-        bernoulli_warmup, seed, device, precision, save_every, preview_every, log_every, keep, check_every, guard,
-        max_rollbacks, no_masks, every, max_frames, overwrite, quiet):
+def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, every, max_frames, overwrite, quiet,
+        **train):
     """Train a scene from SOURCE: an image, a folder of frames, or a video file.
 
     Defaults follow the device: on CPU the short recipe that bench/robustness.py checks on its scenes
     (minutes on 2 cores), on a GPU the reference's."""
-    from .train import TrainConfig, Trainer, pick_device, to_float_images, write_run
+    from .train import Trainer, pick_device, to_float_images, write_run
 
-    recipe = RECIPES[pick_device(device).type == "cpu"]
+    # options without a default take the device's recipe; the others are TrainConfig fields with its defaults
+    recipe = RECIPES[pick_device(train["device"]).type == "cpu"]
     max_size = recipe["max_size"] if max_size is None else max_size
     width_mult = recipe["width"] if width_mult is None else width_mult
-    iters = recipe["iters"] if iters is None else iters
     lr = recipe["lr"] if lr is None else lr
-    save_every = recipe["save_every"] if save_every is None else save_every
-    preview_every = recipe["preview_every"] if preview_every is None else preview_every
+    train.update({k: recipe[k] for k in ("iters", "save_every", "preview_every") if train[k] is None})
     _check_out(out, overwrite)
     scene = load_scene(source, mask, every=every, max_frames=max_frames, class_names_file=classes_file,
                        use_masks=not no_masks)
@@ -124,12 +126,7 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
         model_cfg = auto_config(h, w, max_size=max_size, num_classes=scene.num_classes, width_mult=width_mult)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e} (image {w}x{h}, --max-size {max_size})") from None
-    train_cfg = TrainConfig(iters=iters, batch_size=batch_size, lr_g=lr, lr_d=lr, aug_prob=aug_prob,
-                            lambda_freq=lambda_freq, lambda_dr=lambda_dr,
-                            ema_decay=ema_decay, bernoulli_warmup=bernoulli_warmup, seed=seed, device=device,
-                            precision=precision, save_every=save_every, preview_every=preview_every,
-                            keep=keep, log_every=log_every, check_every=check_every, guard=guard,
-                            max_rollbacks=max_rollbacks).resolved()
+    train_cfg = TrainConfig(**train, lr_g=lr, lr_d=lr).resolved()
     images, masks = to_training_arrays(scene, model_cfg.height, model_cfg.width)
     data_info = {"source": str(Path(source).resolve()), "mask": str(Path(mask).resolve()) if mask and not no_masks else None,
                  "frames": scene.names, "source_size": [h, w], "fingerprint": scene.fingerprint,
@@ -151,7 +148,7 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--iters", type=int, default=None, help="New total number of iterations.")
+@click.option("--iters", type=click.IntRange(1), default=None, help="New total number of iterations.")
 @click.option("--guard/--no-guard", default=None, help="Change whether a collapse rolls back (default: as the run).")
 @click.option("--max-rollbacks", type=click.IntRange(0), default=None, help="Change the rollback budget.")
 @click.option("-q", "--quiet", is_flag=True)
@@ -159,7 +156,7 @@ def fit(source, mask, classes_file, out, max_size, iters, batch_size, width_mult
 def resume(run_dir, iters, guard, max_rollbacks, quiet):
     """Continue the run in RUN_DIR from its latest checkpoint."""
     from .config import ModelConfig
-    from .train import CONFIG_FORMAT, TrainConfig, Trainer, read_run, to_float_images
+    from .train import CONFIG_FORMAT, Trainer, read_run, to_float_images
 
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir}: not a run folder (no config.json)")
@@ -173,8 +170,6 @@ def resume(run_dir, iters, guard, max_rollbacks, quiet):
         if isinstance(e, RunError):
             raise
         raise RunError(f"{run_dir}: cannot read the run ({e.__class__.__name__}: {e})") from None
-    if iters is not None and iters < 1:
-        raise ConfigError(f"--iters must be at least 1, got {iters}")
     changes = {k: v for k, v in (("iters", iters), ("guard", guard), ("max_rollbacks", max_rollbacks)) if v is not None}
     train_cfg = TrainConfig(**{**asdict(train_cfg), **changes})
     trainer = Trainer(run_dir, model_cfg, train_cfg, to_float_images(images), masks,

@@ -13,7 +13,7 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,7 @@ from . import __version__
 from .augment import augment
 from .checkpoint import (LOAD_ERRORS, atomic_save_tensors, guard_state, is_healthy, list_checkpoints, load_checkpoint,
                          newest_loadable, save_checkpoint)
-from .config import ConfigError, ModelConfig
+from .config import ConfigError, ModelConfig, TrainConfig
 from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
@@ -40,59 +40,10 @@ from .perf import keep_freed_memory
 from .preview import preview_grid
 
 CONFIG_FORMAT = "oneshot-gan-run/1"
-REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
-
-
-# settings that runs from before issue 11 did not record, with the values they were trained with
-LEGACY = {"lambda_freq": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest"}
-
-
 class CollapseError(UserError):
     """Training collapsed and no rollback is left."""
 
 
-@dataclass
-class TrainConfig:
-    iters: int = 100_000
-    batch_size: int = 5
-    aug_prob: float = 0.7
-    fa_prob: float = 0.4
-    lambda_dr: float = 0.15
-    ema_decay: float | None = None  # None: 0.9999, its horizon scaled down to iters < 100,000
-    bernoulli_warmup: int | None = None  # None: 15,000 scaled to iters
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    save_every: int = 5000
-    preview_every: int = 5000
-    keep: int = 3
-    log_every: int = 10
-    check_every: int = 100  # collapse-guard checks (trainer/health.py)
-    guard: bool = True  # act on a collapse: roll back (max_rollbacks times), then stop
-    max_rollbacks: int = 2
-    # Issue 11 (docs/robustness/experiments.md), none of them in the reference:
-    lambda_freq: float = 1.0  # class-frequency prior: TV of the fake batch's hard class shares vs the training's
-    ceiling: float = 4.0  # activation bounds (generator.activation_bounds): |block output| above this is penalised
-    floor: float = 0.3  # ...and a latent-dependent share of it below this; 0 and 0 turn them off
-    mask_resize: str = "area"  # the MCA mask at the feature resolution: "area" (class fractions) or "nearest"
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """A run's config.json; runs written before a setting existed keep the behaviour they were trained with."""
-        return cls(**{**LEGACY, **d})
-
-    def resolved(self) -> "TrainConfig":
-        warm = self.bernoulli_warmup
-        if warm is None:
-            warm = round(REFERENCE_WARMUP * min(1.0, self.iters / REFERENCE_ITERS))
-        ema = self.ema_decay
-        if ema is None:  # a 10,000-iteration EMA horizon would leave a short run's EMA at its initial weights
-            ema = max(0.0, 1.0 - (1.0 - REFERENCE_EMA) * max(1.0, REFERENCE_ITERS / self.iters))
-        return TrainConfig(**{**asdict(self), "bernoulli_warmup": warm, "ema_decay": ema})
 
 
 def pick_device(name: str) -> torch.device:
