@@ -18,10 +18,10 @@ from safetensors.torch import save_file
 from runtime.latents import latent_grid, latent_vectors
 from runtime.sampler import MICRO_BATCH, fixed_runs
 from trainer import __version__
-from trainer.checkpoint import guard_state, load_run_generator
+from trainer.checkpoint import guard_state
 from trainer.generator import Generator
 from trainer.preview import preview_grid
-from trainer.train import read_run
+from trainer.run import Run
 from zoo.entry import ENTRY_FORMAT, ONNX_FILES
 from zoo.files import UMASK, sha256_file
 from zoo.quality import reference
@@ -110,7 +110,9 @@ def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp
     latest full training state under checkpoint/ (a run folder: `trainer resume` continues it). A run whose
     last health check failed (trainer/health.py) is refused unless `force`."""
     check_destination(Path(out), overwrite)
-    G, run_config, ckpt = load_run_generator(run_dir)
+    run = Run.open(run_dir)
+    G, ckpt = run.ema_generator()
+    run_config = run.config
     last = (guard_state(ckpt) or {}).get("last")
     if last and last["problems"] and not force:
         raise ExportError(f"{ckpt}: the last health check (iteration {last['iter']}) failed: "
@@ -121,8 +123,7 @@ def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp
                 "fingerprint": data.get("fingerprint", {}), "hyperparameters": run_config.get("train", {})}
     if last:
         training["health"] = last
-    _, frames, _ = read_run(Path(run_dir))
-    stats = reference(frames)
+    stats = reference(run.frames()[0])
     state = {f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")} if checkpoint else {}
     if checkpoint:
         state[f"checkpoint/checkpoints/{ckpt.name}"] = ckpt

@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import save_palette_mask, scene_arrays
 from export import onnx_export, quantize
 from export.graph import ExportError
-from trainer.checkpoint import load_run_generator
+from trainer.run import Run
 from export.onnx_export import cpu_session, latents, parity_grids
 from zoo.cli import main as zoo_main
 
@@ -71,7 +71,7 @@ def test_onnx_is_self_contained_checked_and_dynamic(entry):
 
 
 def test_parity_across_grids_and_batches(run_dir):
-    G, _, _ = load_run_generator(run_dir)
+    G, _ = Run.open(run_dir).ema_generator()
     report = onnx_export.parity(G, onnx_export.to_onnx_bytes(G), "x")
     cases = {(tuple(c["grid"]), c["batch"]) for c in report["checks"]}
     assert len({g for g, _ in cases}) >= 3 and {b for _, b in cases} == {1, 2, 7}
@@ -79,7 +79,7 @@ def test_parity_across_grids_and_batches(run_dir):
 
 
 def test_trained_grid_reproduces_the_trained_model(entry, run_dir):
-    G, _, _ = load_run_generator(run_dir)
+    G, _ = Run.open(run_dir).ema_generator()
     z = np.random.default_rng(5).standard_normal((4, 64), dtype=np.float32)
     with torch.no_grad():
         out = G(torch.from_numpy(z))  # the training-time path: transposed-conv first layer, 1x1 latent
@@ -119,7 +119,7 @@ def test_export_refuses_when_parity_fails(run_dir, tmp_path, monkeypatch):
 
 
 def test_int8_quality_is_measured_and_enforced(run_dir, tmp_path, monkeypatch):
-    G, _, _ = load_run_generator(run_dir)
+    G, _ = Run.open(run_dir).ema_generator()
     with torch.no_grad():  # a decisive mask head, as a trained model has; a 3-step one is near a tie everywhere
         G.mask_converter.weight.mul_(40)
     fp32 = onnx_export.to_onnx_bytes(G)
@@ -137,7 +137,7 @@ def test_int8_quality_is_measured_and_enforced(run_dir, tmp_path, monkeypatch):
 def test_export_bad_inputs(tmp_path, run_dir):
     runner = CliRunner()
     res = runner.invoke(zoo_main, ["export", str(tmp_path), "--out", str(tmp_path / "e")])
-    assert res.exit_code == 1 and "not a trainer run" in res.output
+    assert res.exit_code == 1 and "not a run folder" in res.output
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("keep")
     res = runner.invoke(zoo_main, ["export", str(run_dir), "--out", str(tmp_path / "busy")])

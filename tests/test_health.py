@@ -57,9 +57,9 @@ def test_detector_flags_synthetic_collapses():
 
 
 def test_measuring_leaves_the_generator_untouched(run_dir):
-    from trainer.checkpoint import load_run_generator
+    from trainer.run import Run
 
-    G, _, _ = load_run_generator(run_dir)
+    G, _ = Run.open(run_dir).ema_generator()
     G.train()
     before = {k: v.clone() for k, v in G.state_dict().items()}
     probe().measure(G, d_fake=0.5)

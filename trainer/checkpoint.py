@@ -20,8 +20,7 @@ from safetensors.torch import load_file, save_file
 from zoo.errors import UserError
 from zoo.files import atomic_path
 
-from .config import ModelConfig
-from .generator import Generator, refresh_spectral_norms
+from .generator import Generator
 
 CKPT_RE = re.compile(r"ckpt-(\d{9})\.safetensors$")
 # what reading a truncated, empty or foreign safetensors file raises
@@ -158,28 +157,3 @@ def load_ema_generator(path: Path, G: Generator) -> Generator:
     """Load only the EMA generator weights from a checkpoint (for sampling and export)."""
     G.load_state_dict(_strip("G_ema", load_file(str(path))), strict=True)
     return G
-
-
-def load_run_generator(run_dir: Path) -> tuple[Generator, dict, Path]:
-    """The EMA generator of a trainer run's latest checkpoint, with the run's config."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{run_dir}: not a trainer run (no config.json)")
-    try:
-        config = json.loads(cfg_path.read_text())
-        model_cfg = ModelConfig.from_dict(config["model"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{cfg_path}: unreadable run config ({e})") from None
-    ckpts = list_checkpoints(run_dir / "checkpoints")
-    if not ckpts:
-        raise UserError(f"{run_dir}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")
-
-    def load(path: Path) -> Generator:
-        G = load_ema_generator(path, Generator(model_cfg))
-        guard_state(path)   # `zoo export` reads it next: an unreadable header falls back here too
-        return G
-
-    G, path = newest_loadable(ckpts, load)
-    refresh_spectral_norms(G)  # runs saved before the EMA kept exact vectors
-    return G.eval(), config, path

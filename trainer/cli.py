@@ -155,24 +155,15 @@ def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, eve
 @user_errors
 def resume(run_dir, iters, guard, max_rollbacks, quiet):
     """Continue the run in RUN_DIR from its latest checkpoint."""
-    from .config import ModelConfig
-    from .train import CONFIG_FORMAT, Trainer, read_run, to_float_images
+    from .run import Run
+    from .train import Trainer, to_float_images
 
-    if not (run_dir / "config.json").is_file():
-        raise RunError(f"{run_dir}: not a run folder (no config.json)")
-    try:
-        config, images, masks = read_run(run_dir)
-        if config.get("format") != CONFIG_FORMAT:
-            raise RunError(f"{run_dir / 'config.json'}: unknown format {config.get('format')!r}")
-        model_cfg = ModelConfig.from_dict(config["model"])
-        train_cfg = TrainConfig.from_dict(config["train"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        if isinstance(e, RunError):
-            raise
-        raise RunError(f"{run_dir}: cannot read the run ({e.__class__.__name__}: {e})") from None
+    run = Run.open(run_dir)
+    images, masks = run.frames()
+    config = run.config
     changes = {k: v for k, v in (("iters", iters), ("guard", guard), ("max_rollbacks", max_rollbacks)) if v is not None}
-    train_cfg = TrainConfig(**{**asdict(train_cfg), **changes})
-    trainer = Trainer(run_dir, model_cfg, train_cfg, to_float_images(images), masks,
+    train_cfg = TrainConfig(**{**asdict(run.train_config), **changes})
+    trainer = Trainer(run_dir, run.model_config, train_cfg, to_float_images(images), masks,
                       config["data"].get("palette") or None)
     start = trainer.restore_latest()
     if iters is not None and iters < start:

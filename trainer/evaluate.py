@@ -7,7 +7,6 @@ Both use the runtime's latent scheme, so sample i is the same image `runtime sam
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from zoo.errors import UserError
 from zoo.quality import Scorer
 
 from . import metrics
+from .run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +39,11 @@ class Material:
     scorer: Scorer
 
 
-def _is_run(path: Path) -> bool:
-    from .train import CONFIG_FORMAT
-
-    try:
-        return json.loads((path / "config.json").read_text()).get("format") == CONFIG_FORMAT
-    except (OSError, ValueError):
-        return False
-
-
 @torch.no_grad()
-def _sample_run(run_dir: Path, count: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    from .checkpoint import load_run_generator
+def _sample_run(run: Run, count: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     from .generator import to_uint8
 
-    G, config, _ = load_run_generator(run_dir)
+    G, _ = run.ema_generator()
     cfg = G.cfg
     images, masks = [], []
     for idx in np.array_split(np.arange(count), max(1, count // 16)):
@@ -62,7 +52,7 @@ def _sample_run(run_dir: Path, count: int, seed: int) -> tuple[np.ndarray, np.nd
         img, mask = to_uint8(out.images[-1], out.mask_logits)
         images.append(img.numpy())
         masks.append(None if mask is None else mask.numpy())
-    return np.concatenate(images), None if masks[0] is None else np.concatenate(masks), config
+    return np.concatenate(images), None if masks[0] is None else np.concatenate(masks)
 
 
 def _frames_from_files(image: Path, mask: Path | None, size: tuple[int, int], classes: int):
@@ -76,13 +66,12 @@ def _frames_from_files(image: Path, mask: Path | None, size: tuple[int, int], cl
 
 def gather(target: str, count: int, seed: int, image: Path | None = None, mask: Path | None = None,
            index: str | None = None) -> Material:
-    from .train import read_run
-
     path = Path(target)
-    if path.is_dir() and _is_run(path):
-        images, masks, config = _sample_run(path, count, seed)
-        _, frames, frame_masks = read_run(path)
-        data = config.get("data", {})
+    if path.is_dir() and Run.is_run(path):
+        run = Run.open(path)
+        images, masks = _sample_run(run, count, seed)
+        frames, frame_masks = run.frames()
+        data = run.config.get("data", {})
         return Material(str(path), images, masks, frames, frame_masks, data.get("class_names") or [],
                         data.get("palette") or [], Scorer.from_frames(frames))
     from runtime.sampler import Sampler, find_scene
@@ -95,7 +84,7 @@ def gather(target: str, count: int, seed: int, image: Path | None = None, mask: 
         if not state.is_file():
             raise UserError(f"{target}: the entry holds no training frames; pass the training image with --image "
                             "(and --mask)")
-        _, frames, frame_masks = read_run(entry.root / "checkpoint")
+        frames, frame_masks = Run.open(entry.root / "checkpoint").frames()
     else:
         frames, frame_masks = _frames_from_files(image, mask, size, len(entry.class_names))
     if entry.has_masks and frame_masks is None:

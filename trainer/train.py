@@ -20,7 +20,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from zoo.errors import UserError
@@ -28,7 +27,7 @@ from zoo.files import atomic_write
 
 from . import __version__
 from .augment import augment
-from .checkpoint import (LOAD_ERRORS, atomic_save_tensors, guard_state, is_healthy, list_checkpoints, load_checkpoint,
+from .checkpoint import (atomic_save_tensors, guard_state, is_healthy, list_checkpoints, load_checkpoint,
                          newest_loadable, save_checkpoint)
 from .config import ConfigError, ModelConfig, TrainConfig
 from .discriminator import Discriminator
@@ -38,8 +37,8 @@ from .health import GuardState, Probe
 from .losses import adversarial, class_frequency_prior, diversity, generator_objective
 from .perf import keep_freed_memory
 from .preview import preview_grid
+from .run import CONFIG_FORMAT
 
-CONFIG_FORMAT = "oneshot-gan-run/1"
 class CollapseError(UserError):
     """Training collapsed and no rollback is left."""
 
@@ -337,19 +336,6 @@ def _record(line: str) -> dict | None:
     except ValueError:
         return None
     return rec if isinstance(rec, dict) else None
-
-
-def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray | None]:
-    config = json.loads((run_dir / "config.json").read_text())
-    path = run_dir / "data.safetensors"
-    try:
-        data = load_file(str(path))
-        images = data["images"].numpy()
-    except LOAD_ERRORS as e:
-        raise UserError(f"{path}: unreadable ({(str(e).strip().splitlines() or [type(e).__name__])[0][:160]}); "
-                       "the run's training data is lost, train it again") from None
-    masks = data["masks"].numpy() if "masks" in data else None
-    return config, images, masks
 
 
 def to_float_images(images_u8: np.ndarray) -> np.ndarray:
