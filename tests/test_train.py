@@ -133,9 +133,9 @@ def test_cpu_defaults_are_the_documented_recipe(scene, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     from trainer.config import RECIPES
 
-    assert RECIPES[True] == {"max_size": 160, "width": 0.25, "iters": 3000, "lr": 1e-4, "save_every": 500,
+    assert RECIPES[True] == {"max_size": 112, "width": 0.5, "iters": 4500, "lr": 1e-4, "save_every": 500,
                              "preview_every": 500}
-    assert cfg["model"]["width_mult"] == 0.25 and cfg["train"]["lr_g"] == cfg["train"]["lr_d"] == 1e-4
+    assert cfg["model"]["width_mult"] == 0.5 and cfg["train"]["lr_g"] == cfg["train"]["lr_d"] == 1e-4
     assert (cfg["train"]["save_every"], cfg["train"]["preview_every"]) == (500, 500)
     assert (cfg["train"]["lambda_freq"], cfg["train"]["ceiling"], cfg["train"]["floor"]) == (1.0, 4.0, 0.3)
     assert cfg["train"]["mask_resize"] == "area"

@@ -23,10 +23,11 @@ MIN_BLOCKS = 3
 MAX_BLOCKS = 9
 GRID_MIN, GRID_MAX = 3, 7
 
-# `trainer fit` defaults per device: index True = CPU (the short recipe of bench/robustness.py), False = GPU
-# (the reference's: 320 px, reference widths, 100,000 iterations).
+# `trainer fit` defaults per device: index True = CPU (the short recipe of bench/robustness.py: half the reference
+# widths at 64x112 for a 16:9 frame, ~15 minutes on one core; docs/robustness/experiments.md section 10), False =
+# GPU (the reference's: 320 px, reference widths, 100,000 iterations).
 RECIPES = {
-    True: {"max_size": 160, "width": 0.25, "iters": 3000, "lr": 1e-4, "save_every": 500, "preview_every": 500},
+    True: {"max_size": 112, "width": 0.5, "iters": 4500, "lr": 1e-4, "save_every": 500, "preview_every": 500},
     False: {"max_size": 320, "width": 1.0, "iters": 100_000, "lr": 2e-4, "save_every": 5000, "preview_every": 5000},
 }
 REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
