@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from runtime.latents import SCHEME, latent_grid, latent_vectors
+from runtime.latents import SCHEME
 from runtime.sampler import MICRO_BATCH, BaseSampler, fixed_runs
 from trainer.config import ModelConfig
 from trainer.generator import Generator
@@ -41,7 +41,7 @@ class EngineSampler(BaseSampler):
     def run(self, indices, seed, grid):
         if tuple(grid) != self.grid:
             raise UserError(f"this TensorRT engine was built for grid {self.grid[0]}x{self.grid[1]}")
-        z = latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
+        z = self.latents(indices, seed, grid)
         images, masks = [], []
         for part in fixed_runs(z, min(MICRO_BATCH["tensorrt"], self.max_batch)):
             out = self.runner(torch.from_numpy(part).cuda())
@@ -61,7 +61,9 @@ class TorchSampler(BaseSampler):
     backend, device = "torch", "cpu"
 
     def __init__(self, entry: Entry, precision: str = "fp32"):
-        super().__init__(entry, "fp32")
+        if precision != "fp32":
+            raise UserError(f"the torch backend runs the fp32 weights only, not {precision}")
+        super().__init__(entry, precision)
         weights = entry.root / "model.safetensors"
         if not weights.is_file():
             raise UserError(f"{entry.root}: the torch backend needs model.safetensors (`zoo pull --weights`)")
@@ -71,7 +73,7 @@ class TorchSampler(BaseSampler):
         self.graph = SamplerGraph(fold_spectral_norm(G)).eval().to(memory_format=torch.channels_last)
 
     def run(self, indices, seed, grid):
-        z = torch.from_numpy(latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid))
+        z = torch.from_numpy(self.latents(indices, seed, grid))
         with torch.inference_mode():
             out = self.graph(z)
         return out[0].numpy(), (out[1].numpy() if len(out) > 1 else None)

@@ -150,6 +150,10 @@ class BaseSampler:
             idx = indices[i:i + batch_size]
             yield (idx, *self.run(idx, seed, grid))
 
+    def latents(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> np.ndarray:
+        """The model input of these samples: each one's latent (the runtime's scheme) over the grid."""
+        return latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
+
     def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
 
@@ -197,7 +201,7 @@ class Sampler(BaseSampler):
         self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="ort-lane") if self.lanes > 1 else None
 
     def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-        z = latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
+        z = self.latents(indices, seed, grid)
         runs = fixed_runs(z, MICRO_BATCH[self.device])
         one = lambda part: self.session.run(self.outputs, {"z": part})  # noqa: E731
         parts = list(self._pool.map(one, runs)) if self._pool is not None and len(runs) > 1 else [one(r) for r in runs]
