@@ -68,7 +68,7 @@ class TorchSampler(BaseSampler):
         if not weights.is_file():
             raise UserError(f"{entry.root}: the torch backend needs model.safetensors (`zoo pull --weights`)")
         self.model_sha256 = sha256_file(weights)   # what runs here
-        G = Generator(ModelConfig.from_dict(entry.config["model"]))
+        G = Generator(ModelConfig.from_dict(dict(entry.config.model)))
         G.load_state_dict(load_file(str(weights)))
         self.graph = SamplerGraph(fold_spectral_norm(G)).eval().to(memory_format=torch.channels_last)
 

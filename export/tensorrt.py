@@ -17,6 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from zoo.entry_config import ONNX_FILES, EntryConfig
 from zoo.files import atomic_write
 
 from .graph import ExportError
@@ -39,13 +40,14 @@ class Profile:
     def shapes(self, noise_dim: int) -> tuple[tuple[int, ...], ...]:
         return tuple((b, noise_dim, h, w) for b, h, w in (self.min, self.opt, self.max))
 
-    def validate(self, grid_bounds: dict) -> "Profile":
+    def validate(self, grid_bounds: tuple[tuple[int, int], tuple[int, int]]) -> "Profile":
+        """Check the profile against the model's (min, max) latent grids, each (h, w)."""
         for i, name in enumerate(("batch", "grid_h", "grid_w")):
             lo, mid, hi = self.min[i], self.opt[i], self.max[i]
             if not 1 <= lo <= mid <= hi:
                 raise ExportError(f"profile {name}: need 1 <= min <= opt <= max, got {lo}, {mid}, {hi}")
         for i, name in ((1, "grid_h"), (2, "grid_w")):
-            b_lo, b_hi = grid_bounds["min"][i - 1], grid_bounds["max"][i - 1]
+            b_lo, b_hi = grid_bounds[0][i - 1], grid_bounds[1][i - 1]
             if self.min[i] < b_lo or self.max[i] > b_hi:
                 raise ExportError(f"profile {name} {self.min[i]}..{self.max[i]} is outside the model's grid "
                                   f"bounds {b_lo}..{b_hi}")
@@ -100,7 +102,7 @@ def onnx_for_precision(entry: Path, precision: str, major: int) -> Path:
     """TensorRT 11 builds fp16 only from the fp16 ONNX; TensorRT 10 builds it from the fp32 one with a flag."""
     if precision not in ("fp32", "fp16"):
         raise ExportError(f"TensorRT precision must be fp32 or fp16, got {precision}")
-    name = "onnx/generator.fp16.onnx" if (precision == "fp16" and major >= 11) else "onnx/generator.onnx"
+    name = ONNX_FILES["fp16" if (precision == "fp16" and major >= 11) else "fp32"]
     path = Path(entry) / name
     if not path.is_file():
         raise ExportError(f"{path}: missing (TensorRT {major} needs it for {precision}; "
@@ -144,15 +146,15 @@ def cached_engine(entry: Path, profile: Profile, precision: str = "fp32", *, wor
     """The engine for an entry folder, built on first use and cached."""
     trt = trt or import_tensorrt()
     sm = compute_capability or gpu_compute_capability()
-    config = json.loads((Path(entry) / "config.json").read_text())
-    profile.validate(config["latent"]["grid_bounds"])
+    config = EntryConfig.read(Path(entry) / "config.json")
+    profile.validate((config.grid_min, config.grid_max))
     onnx_path = onnx_for_precision(entry, precision, trt_major(trt))
     sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     key = cache_key(sha, str(trt.__version__), sm, profile, precision)
     path = cache_dir() / f"{key}.engine"
     if not path.is_file():
         logger.info(f"building a TensorRT {trt.__version__} engine for sm_{sm[0]}{sm[1]} (once; cached in {path.parent})")
-        data = build_engine(onnx_path, profile, config["latent"]["shape"][1], precision, workspace,
+        data = build_engine(onnx_path, profile, config.noise_dim, precision, workspace,
                             cache_dir() / f"timing-{trt.__version__}-sm{sm[0]}{sm[1]}.cache", trt)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)

@@ -22,7 +22,7 @@ from trainer.checkpoint import guard_state
 from trainer.generator import Generator
 from trainer.preview import preview_grid
 from trainer.run import Run
-from zoo.entry import ENTRY_FORMAT, ONNX_FILES
+from zoo.entry_config import ENTRY_FORMAT, ONNX_FILES, EntryConfig, is_entry_config
 from zoo.files import UMASK, sha256_file
 from zoo.quality import reference
 from zoo.sessions import open_session
@@ -95,12 +95,7 @@ def check_destination(out: Path, overwrite: bool) -> None:
 
 
 def _is_entry(folder: Path) -> bool:
-    if folder.is_symlink() or not folder.is_dir() or not (folder / "config.json").is_file():
-        return False
-    try:
-        return json.loads((folder / "config.json").read_text()).get("format") == ENTRY_FORMAT
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return False
+    return not folder.is_symlink() and folder.is_dir() and is_entry_config(folder / "config.json")
 
 
 def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp32", "int8"),
@@ -184,7 +179,8 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, preci
         for name in config["files"]:
             config["files"][name]["sha256"] = sha256_file(stage / name)
             config["files"][name]["bytes"] = (stage / name).stat().st_size
-        (stage / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        # through the schema's owner: an export never writes a config the runtime would refuse
+        (stage / "config.json").write_text(EntryConfig.from_dict(config, where=out / "config.json").to_json())
         _swap_into_place(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

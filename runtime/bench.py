@@ -91,14 +91,14 @@ def run_bench(scene: str, reps: int = 5) -> dict:
             results[kind] = {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
             continue
         results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-    macs = entry.config.get("cost", {}).get("macs_per_sample_at_trained_grid")
+    macs = entry.config.macs_per_sample
     peak = results["peak"].get("gflops")
     for kind, r in results.items():
         if r.get("samples_per_s") and macs:
             r["gflops"] = 2 * macs * r["samples_per_s"] / 1e9
             r["fraction_of_peak"] = r["gflops"] / peak if peak else None
     fp32 = results.get("fp32", {}).get("samples_per_s")
-    summary = {"scene": scene, "size": entry.config["training"]["size"], "macs_per_sample": macs,
+    summary = {"scene": scene, "size": list(entry.config.training_size), "macs_per_sample": macs,
                "results": results}
     if fp32:
         summary["int8_vs_fp32"] = (results.get("int8", {}).get("samples_per_s") or 0) / fp32 or None

@@ -101,11 +101,11 @@ def info(scene, as_json, hub, index):
     (lo, hi), ppc = entry.grid_bounds, entry.pixels_per_cell
     data = {"scene": found.ref.label, "folder": str(entry.root), "revision": found.commit,
             "classes": entry.class_names,
-            "training_size": entry.config["training"]["size"], "trained_grid": list(entry.trained_grid),
+            "training_size": list(entry.config.training_size), "trained_grid": list(entry.trained_grid),
             "grid_bounds": {"min": list(lo), "max": list(hi)}, "pixels_per_cell": ppc,
             "sizes": {"min": [lo[0] * ppc, lo[1] * ppc], "max": [hi[0] * ppc, hi[1] * ppc]},
-            "artifacts": {k: {kk: v[kk] for kk in ("bytes", "precision") if kk in v}
-                          for k, v in entry.config["files"].items()},
+            "artifacts": {k: {kk: v.details[kk] for kk in ("bytes", "precision") if kk in v.details}
+                          for k, v in entry.config.files.items()},
             "precisions": entry.precisions(), "providers": ort.get_available_providers()}
     if as_json:
         click.echo(json.dumps(data, indent=2))

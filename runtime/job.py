@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from zoo.entry import safe_member
+from zoo.entry_config import ONNX_FILES
 from zoo.errors import UserError
 from zoo.quality import SCORE, Scorer, drop_threshold
 
@@ -73,8 +74,8 @@ def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, coun
     return {"scene": scene, "entry": str(entry.root.resolve()),
             "repo": found.ref.repo if found else None,
             # the Hub commit; for bundled and local entries, the sha256 of the model file that ran
-            "revision": (found.commit if found else None) or entry.config["files"][
-                f"onnx/generator{'' if sampler.precision == 'fp32' else '.' + sampler.precision}.onnx"]["sha256"],
+            "revision": (found.commit if found else None) or entry.config.files[
+                ONNX_FILES[sampler.precision]].sha256,
             "model_sha256": sampler.model_sha256,   # of the ONNX file that ran, checked against config.json
             "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
             "start_index": start, "count": count, "format": fmt, "backend": sampler.backend, "device": sampler.device,
@@ -216,7 +217,7 @@ def watch_parent(parent: int, every: float = 0.5) -> None:
 
 def quality_scorer(sampler: Sampler) -> Scorer:
     entry = sampler.entry
-    if "quality.json" not in entry.config["files"]:
+    if "quality.json" not in entry.config.files:
         raise UserError(f"{entry.root}: this entry has no quality reference (quality.json), so --drop-worst cannot "
                         "score samples; re-export it from its trainer run with `zoo export`")
     return Scorer.load(safe_member(entry.root, "quality.json", entry.within))

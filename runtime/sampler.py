@@ -18,7 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
-from zoo.entry import ONNX_FILES, Entry
+from zoo.entry import Entry
+from zoo.entry_config import ONNX_FILES
 from zoo.errors import UserError
 from zoo.files import sha256_file
 from zoo.hub import Hub
@@ -41,7 +42,7 @@ def checked_hash(entry: Entry, precision: str) -> str:
     """The sha256 of the ONNX file that will run, which must be the one config.json lists (a local entry is
     not checked anywhere else; hashing even a reference-width model takes a fraction of a second)."""
     path = entry.onnx_path(precision)
-    want, got = entry.config["files"][ONNX_FILES[precision]].get("sha256"), sha256_file(path)
+    want, got = entry.config.files[ONNX_FILES[precision]].sha256, sha256_file(path)
     if got != want:
         raise UserError(f"{path}: fails its sha256 check (config.json lists {str(want)[:12]}..., the file is "
                         f"{got[:12]}...): the model was changed after export; export it again")

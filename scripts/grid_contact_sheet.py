@@ -1,11 +1,11 @@
 """Contact sheet of one entry sampled at several latent grids (custom-size broadcasting).
 
     .venv/bin/python scripts/grid_contact_sheet.py ENTRY_DIR OUT.png [--grids 4x5,4x10,7x6] [--samples 3]
-Rows: one latent each, broadcast over every grid; columns: the grids (image above its coloured mask).
+Rows: `runtime sample` indices 0..N-1 of the seed (one latent each, broadcast over every grid); columns: the grids
+(image above its coloured mask).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -14,8 +14,9 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.onnx_export import cpu_session  # noqa: E402
+from runtime.sampler import Sampler  # noqa: E402
 from trainer.preview import colorize  # noqa: E402
+from zoo.entry import Entry  # noqa: E402
 
 
 def main() -> None:
@@ -26,17 +27,15 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    cfg = json.loads((a.entry / "config.json").read_text())
-    gh, gw = cfg["latent"]["trained_grid"]
+    sampler = Sampler(Entry.load(a.entry))
+    gh, gw = sampler.entry.trained_grid
     grids = ([tuple(map(int, g.split("x"))) for g in a.grids.split(",")] if a.grids
              else [(gh, gw), (gh, 2 * gw), (2 * gh, gw)])
-    sess = cpu_session(str(a.entry / "onnx/generator.onnx"))
-    palette = cfg["classes"]["palette"] or None
-    z = np.random.default_rng(a.seed).standard_normal((a.samples, cfg["model"]["noise_dim"], 1, 1), dtype=np.float32)
+    palette = sampler.entry.palette or None
     columns = []
     for grid in grids:
-        image, *mask = sess.run(None, {"z": np.ascontiguousarray(np.broadcast_to(z, (*z.shape[:2], *grid)))})
-        tiles = [np.concatenate([image[i], colorize(mask[0][i], palette)], 0) if mask else image[i]
+        image, mask = sampler.sample(count=a.samples, seed=a.seed, grid=grid)
+        tiles = [np.concatenate([image[i], colorize(mask[i], palette)], 0) if mask is not None else image[i]
                  for i in range(a.samples)]
         columns.append((grid, tiles))
     pad, label = 6, 16
@@ -46,7 +45,7 @@ def main() -> None:
     draw = ImageDraw.Draw(sheet)
     x = pad
     for grid, tiles in columns:
-        rows = tiles[0].shape[0] // (2 if mask else 1)
+        rows = tiles[0].shape[0] // (2 if mask is not None else 1)
         draw.text((x, 2), f"grid {grid[0]}x{grid[1]} -> {rows}x{tiles[0].shape[1]} px", fill="black")
         y = label
         for i, tile in enumerate(tiles):

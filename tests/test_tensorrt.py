@@ -1,7 +1,6 @@
 """TensorRT pieces without a GPU: profile arithmetic, cache keys, the TensorRT 10 / 11 branches against a fake
 module, and the ONNX running in onnxruntime at the shapes a profile allows. The real build runs where a GPU is."""
 
-import json
 import types
 
 import numpy as np
@@ -10,13 +9,14 @@ import pytest
 from export import tensorrt as ert
 from export.graph import ExportError
 from export.onnx_export import cpu_session, latents
+from zoo.entry import Entry
 
 
 def test_default_profile_and_validation():
     p = ert.default_profile((3, 5), max_batch=32)
     assert p.min == (1, 3, 5) and p.opt == (16, 3, 5) and p.max == (32, 3, 5)
     assert p.shapes(64) == ((1, 64, 3, 5), (16, 64, 3, 5), (32, 64, 3, 5))
-    bounds = {"min": [2, 2], "max": [24, 40]}
+    bounds = ((2, 2), (24, 40))
     assert p.validate(bounds) is p
     with pytest.raises(ExportError, match="min <= opt <= max"):
         ert.Profile((4, 3, 5), (2, 3, 5), (8, 3, 5)).validate(bounds)
@@ -148,8 +148,7 @@ def test_tensorrt_11_needs_the_fp16_onnx(entry, tmp_path):
 
 
 def test_profile_shapes_run_in_onnxruntime(entry):
-    cfg = json.loads((entry / "config.json").read_text())
-    profile = ert.Profile(min=(1, 2, 2), opt=(4, 3, 5), max=(9, 6, 10)).validate(cfg["latent"]["grid_bounds"])
+    profile = ert.Profile(min=(1, 2, 2), opt=(4, 3, 5), max=(9, 6, 10)).validate(Entry.load(entry).grid_bounds)
     sess = cpu_session(str(entry / "onnx/generator.onnx"))
     rng = np.random.default_rng(0)
     for b, h, w in (profile.min, profile.opt, profile.max):

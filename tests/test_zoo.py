@@ -110,7 +110,7 @@ def test_offline_pull_of_an_unpulled_scene_is_one_line(hub):
 
 def test_tampered_download_fails_the_hash_check(hub):
     hub.served["org/scene/onnx/generator.onnx"] = b"not the model"
-    res = run("pull", "scene")
+    res = run("pull", "scene", "-q")   # -q: the progress bar (stderr) would make a second line
     assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
     assert "onnx/generator.onnx fails its sha256 check" in res.output and "zoo pull --force scene" in res.output
     hub.served.clear()
@@ -355,7 +355,28 @@ TAMPERED = {   # config.json changes that once ended in tracebacks or silently w
     "palette out of range": lambda c: {**c, "classes": {**c["classes"], "palette": [[0, 0, 0], [300, 0, 0],
                                                                                     [0, 0, -1]]}},
     "short palette entry": lambda c: {**c, "classes": {**c["classes"], "palette": [[0, 0, 0], [1, 2], [3, 4, 5]]}},
+    "iterations as a string": lambda c: {**c, "training": {**c["training"], "iterations": "\x1b[2Jmany"}},
+    "cost as a list": lambda c: {**c, "cost": [1]},
 }
+
+
+def test_entry_config_round_trips_key_for_key(entry):
+    """The typed config gives back the document it was read from: an exported entry, the bundled one, and a
+    config from a later version with a section this one does not know."""
+    from zoo.entry_config import EntryConfig
+
+    for path in (entry / "config.json", Path(__file__).parents[1] / "zoo/scenes/coins/config.json"):
+        assert EntryConfig.read(path).to_json() == path.read_text()
+    doc = json.loads((entry / "config.json").read_text()) | {"future": {"x": [1, 2]}}
+    config = EntryConfig.from_dict(doc, where="c.json")
+    assert config.to_dict() == doc and list(config.to_dict()) == list(doc)
+    assert config.training_size == tuple(doc["training"]["size"]) and config.iterations == doc["training"]["iterations"]
+    assert config.files["onnx/generator.onnx"].sha256 == doc["files"]["onnx/generator.onnx"]["sha256"]
+    assert config.files["onnx/generator.onnx"].precision == "fp32" and config.precisions()[0] == "fp32"
+    with pytest.raises(TypeError):   # frozen all the way down: a reader cannot change what the next one sees
+        config.files["x"] = config.files["onnx/generator.onnx"]
+    config.to_dict()["files"].clear()
+    assert config.files and config.to_dict()["files"]
 
 
 @pytest.mark.parametrize("damage", sorted(TAMPERED))

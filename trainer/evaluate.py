@@ -78,7 +78,7 @@ def gather(target: str, count: int, seed: int, image: Path | None = None, mask: 
 
     scene = find_scene(target, index)
     entry = scene.entry
-    size = tuple(entry.config["training"]["size"])
+    size = entry.config.training_size
     if image is None:
         state = entry.root / "checkpoint" / "data.safetensors"
         if not state.is_file():
@@ -91,7 +91,7 @@ def gather(target: str, count: int, seed: int, image: Path | None = None, mask: 
         raise UserError(f"{target}: a mask model needs the training mask too (--mask)")
     images, masks = Sampler(entry).sample(indices=np.arange(count), seed=seed)
     q = entry.root / "quality.json"
-    scorer = Scorer.load(q) if "quality.json" in entry.config["files"] else Scorer.from_frames(frames)
+    scorer = Scorer.load(q) if "quality.json" in entry.config.files else Scorer.from_frames(frames)
     return Material(scene.ref.label, images, masks, frames, frame_masks, entry.class_names, entry.palette, scorer)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .entry import ENTRY_FORMAT
+from .entry_config import is_entry_config
 from .errors import UserError
 from .hub import Hub, cached_commit
 from .index import IndexEntry
@@ -22,11 +22,7 @@ def _cached_entries(hub: Hub) -> list[dict]:
         if repo.repo_type != "model":
             continue
         for rev in repo.revisions:
-            config = rev.snapshot_path / "config.json"
-            try:
-                if json.loads(config.read_text()).get("format") != ENTRY_FORMAT:
-                    continue
-            except (OSError, ValueError):
+            if not is_entry_config(rev.snapshot_path / "config.json"):
                 continue
             rows.append({"repo": repo.repo_id, "revision": rev.commit_hash, "refs": sorted(rev.refs),
                          "bytes": rev.size_on_disk, "path": str(rev.snapshot_path)})

@@ -43,22 +43,22 @@ def scene_info(text: str, hub: Hub, index: dict[str, IndexEntry]) -> dict:
     card = entry.root / "README.md"
     meta = _card(card.read_text(errors="replace")) if card.is_file() else {}
     (lo, hi), ppc = entry.grid_bounds, entry.pixels_per_cell
-    h, w = entry.config["training"]["size"]
+    h, w = entry.config.training_size
     summary = {
         "scene": ref.label,
         "title": meta.get("title") or "-",
         "source": f"{ref.repo}@{scene.commit}" if scene.commit else f"{ref.kind} ({entry.root})",
         "classes": ", ".join(entry.class_names) or "none (images only)",
         "training size": f"{h}x{w} (grid {entry.trained_grid[0]}x{entry.trained_grid[1]}, "
-                         f"{entry.config['training'].get('iterations', '?')} iterations)",
+                         f"{entry.config.iterations or '?'} iterations)",
         "sizes": f"{lo[0] * ppc}x{lo[1] * ppc} .. {hi[0] * ppc}x{hi[1] * ppc} in steps of {ppc}",
-        "artifacts": ", ".join(entry.precisions()) + (" + weights" if "model.safetensors" in entry.config["files"]
+        "artifacts": ", ".join(entry.precisions()) + (" + weights" if "model.safetensors" in entry.config.files
                                                       else ""),
         "licence": meta.get("license") or "-",
         "image": f"{meta.get('image_source') or '?'} ({meta.get('image_license') or '?'})",
     }
-    files = {name: {k: v for k, v in info.items() if k in ("sha256", "bytes", "precision")}
-             for name, info in entry.config["files"].items()}
+    files = {name: {k: v for k, v in record.details.items() if k in ("sha256", "bytes", "precision")}
+             for name, record in entry.config.files.items()}
     return {"scene": ref.label, "pulled": True, "path": str(entry.root), "revision": scene.commit,
             "summary": summary, "files": files, "classes": {"names": entry.class_names, "palette": entry.palette},
             "card": meta}

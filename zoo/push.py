@@ -13,7 +13,7 @@ from .verify import verify
 
 
 def entry_files(entry: Entry) -> list[str]:
-    return sorted({"config.json", "README.md", *entry.config["files"]})
+    return sorted({"config.json", "README.md", *entry.config.files})
 
 
 def push(entry_dir: Path, repo: str, hub: Hub, private: bool = False, revision: str | None = None,

@@ -17,7 +17,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .entry import ONNX_FILES, Entry, safe_member
+from .entry import Entry, safe_member
+from .entry_config import ONNX_FILES
 from .errors import UserError
 from .files import sha256_file
 from .hub import Hub, Unreachable, cached_commit, current_commit, snapshot
@@ -104,14 +105,14 @@ def check_files(folder: Path, ref: SceneRef, wanted: list[str], within: Path | N
         _check_hash(folder, "config.json", expected.pop("config.json"), ref.label, fix)
     entry = Entry.load(folder, within=within)
     if ref.kind == "hub" and any(fnmatch.fnmatch("README.md", p) for p in wanted) \
-            and "README.md" not in entry.config["files"] and "README.md" not in ref.hashes:
+            and "README.md" not in entry.config.files and "README.md" not in ref.hashes:
         raise UserError(f"{ref.label}: README.md has no sha256 in config.json or the index, so it cannot be "
                         "checked (export the entry again with this version, or list it in an index)")
-    for name, info in entry.config["files"].items():
+    for name, record in entry.config.files.items():
         if any(fnmatch.fnmatch(name, p) for p in wanted):
-            _check_hash(folder, name, info.get("sha256"), ref.label, fix)
+            _check_hash(folder, name, record.sha256, ref.label, fix)
             want = expected.pop(name, None)
-            if want and want != info.get("sha256"):
+            if want and want != record.sha256:
                 raise UserError(f"{ref.label}: {name} in config.json differs from the index (sha256){fix}")
     for name, want in expected.items():
         if any(fnmatch.fnmatch(name, p) for p in wanted):

@@ -9,7 +9,8 @@ from fnmatch import fnmatch
 
 import numpy as np
 
-from .entry import ONNX_FILES, Entry, safe_member
+from .entry import Entry, safe_member
+from .entry_config import ONNX_FILES
 from .errors import UserError
 from .quality import Scorer
 from .scenes import Scene, check_files, patterns
@@ -25,7 +26,7 @@ def verify(scene: Scene) -> dict:
     if scene.ref.kind == "hub":
         wanted = patterns(os.path.lexists(root / "model.safetensors"), os.path.lexists(root / "checkpoint"))
     entry = check_files(root, scene.ref, wanted, within=scene.entry.within)
-    checks = {"files": sorted(f for f in entry.config["files"] if any(fnmatch(f, p) for p in wanted)), "hashes": "ok"}
+    checks = {"files": sorted(f for f in entry.config.files if any(fnmatch(f, p) for p in wanted)), "hashes": "ok"}
     _check_card(entry)
     checks["model_card"] = "ok"
     if "model.safetensors" in checks["files"]:
@@ -93,7 +94,7 @@ def _check_onnx(entry: Entry, precision: str) -> dict:
         outputs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"z": z})))
     except Exception as e:
         raise UserError(f"{path}: a test sample failed ({str(e).splitlines()[0][:200]})") from None
-    h, w = entry.config["training"]["size"]
+    h, w = entry.config.training_size
     image = outputs.get("image")
     if image is None or image.dtype != np.uint8 or image.shape != (2, h, w, 3):
         raise UserError(f"{path}: expected image uint8 (2, {h}, {w}, 3), got "
