@@ -242,6 +242,28 @@ def test_overwrite_replaces_a_previous_run(tmp_path, scene):
     assert '"num_classes": 3' in (out / "config.json").read_text()
 
 
+def test_an_overwrite_killed_half_way_can_be_repeated(tmp_path, scene, monkeypatch):
+    """Killed while clearing the old run (here: inside the checkpoints' rmtree), the folder must still be a run
+    that --overwrite replaces, not a folder of leftovers that every command refuses."""
+    import shutil
+
+    out = tmp_path / "out"
+    assert run_fit(scene[0], "--out", out).exit_code == 0
+    rmtree = shutil.rmtree
+
+    def killed(path, *a, **k):
+        if Path(path).name == "checkpoints":
+            raise KeyboardInterrupt
+        rmtree(path, *a, **k)
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    CliRunner().invoke(main, ["fit", str(scene[0]), "--out", str(out), "--overwrite", *TINY])
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    assert (out / "config.json").is_file() and (out / "checkpoints").is_dir()
+    res = CliRunner().invoke(main, ["fit", str(scene[0]), "--out", str(out), "--overwrite", *TINY])
+    assert res.exit_code == 0, res.output
+
+
 def test_resume_of_a_non_run(tmp_path):
     res = CliRunner().invoke(main, ["resume", str(tmp_path)])
     assert res.exit_code == 1 and "not a run folder" in res.output

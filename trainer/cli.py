@@ -16,7 +16,9 @@ from .config import (RECIPES, REFERENCE_EMA, REFERENCE_ITERS, REFERENCE_WARMUP, 
                      parse_size)
 from .data import DataError, load_scene, to_training_arrays
 
-RUN_FILES = ("config.json", "data.safetensors", "losses.jsonl", "preview.png", "checkpoints", "previews")
+# config.json goes last: it is what marks the folder as a run, so an overwrite killed half-way leaves a folder that
+# --overwrite still recognises and replaces (deleted first, it left checkpoints that nothing would touch)
+RUN_FILES = ("data.safetensors", "losses.jsonl", "preview.png", "checkpoints", "previews", "config.json")
 
 
 class RunError(UserError):
