@@ -117,7 +117,7 @@ def worker(a) -> dict:
     else:
         t0 = time.perf_counter()
         fit = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if not (run / "checkpoints").is_dir():  # trainer fit refused or crashed before training
+        if not (run / "losses.jsonl").is_file():  # trainer fit refused or crashed before training
             return {"scene": a.scene, "precision": a.precision, "seed": a.seed, "fails": ["crashed"],
                     "crash": (fit.stderr.strip().splitlines() or ["no output"])[-1]}
         record = {"train_s": round(time.perf_counter() - t0, 1), "exit": fit.returncode,
