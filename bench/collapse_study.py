@@ -65,7 +65,8 @@ def worker(a) -> dict:
                      preview_every=a.iters, check_every=a.check_every, **VARIANTS[a.variant]).resolved()
     images, masks = to_training_arrays(scene, mc.height, mc.width)
     run = Path(a.tmp) / "runs" / f"{a.scene}-{a.variant}-{a.precision}-{a.seed}"
-    write_run(run, mc, tc, {"palette": scene.palette, "class_names": scene.class_names}, images, masks)
+    write_run(run, model_cfg=mc, train_cfg=tc, data_info={"palette": scene.palette, "class_names": scene.class_names},
+              images_u8=images, masks=masks)
     trainer = Trainer(run, mc, tc, to_float_images(images), masks, scene.palette or None)
 
     def stop(t):

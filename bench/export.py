@@ -30,11 +30,12 @@ def build(size: str, folder: Path) -> dict:
 
     from export.onnx_export import export_onnx, grid_bounds
     from export.quantize import int8_variant
-    from trainer.config import auto_config, parse_size
+    from trainer.config import auto_config
+    from zoo.sizes import parse_hw
     from trainer.generator import Generator, refresh_spectral_norms
 
     torch.manual_seed(0)
-    G = Generator(auto_config(*parse_size(size), num_classes=3)).eval()
+    G = Generator(auto_config(*parse_hw(size), num_classes=3)).eval()
     refresh_spectral_norms(G)  # a fresh model's u, v are random: give it the exact ones, as training would
     from safetensors.torch import save_file
     save_file(G.state_dict(), str(folder / "G.safetensors"))
@@ -51,9 +52,10 @@ def build(size: str, folder: Path) -> dict:
 def worker(backend: str, size: str, folder: Path, reps: int) -> dict:
     import numpy as np
 
-    from trainer.config import auto_config, parse_size
+    from trainer.config import auto_config
+    from zoo.sizes import parse_hw
 
-    cfg = auto_config(*parse_size(size), num_classes=3)
+    cfg = auto_config(*parse_hw(size), num_classes=3)
     rng = np.random.default_rng(0)
     result = {}
     if backend == "torch":

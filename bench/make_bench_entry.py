@@ -15,10 +15,11 @@ import torch  # noqa: E402
 
 from export import quantize  # noqa: E402
 from export.writer import write_entry  # noqa: E402
-from trainer.config import auto_config, parse_size  # noqa: E402
+from trainer.config import auto_config  # noqa: E402
 from trainer.data import default_palette  # noqa: E402
 from trainer.generator import Generator, refresh_spectral_norms  # noqa: E402
 from zoo.errors import log_to_stderr  # noqa: E402
+from zoo.sizes import parse_hw  # noqa: E402
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=3)
     a = ap.parse_args()
     torch.manual_seed(0)
-    G = Generator(auto_config(*parse_size(a.size), num_classes=a.classes)).eval()
+    G = Generator(auto_config(*parse_hw(a.size), num_classes=a.classes)).eval()
     refresh_spectral_norms(G)
     quantize.MIN_INT8_MASK_AGREEMENT = 0.0
     classes = {"names": ["background"] + [f"class_{i}" for i in range(1, a.classes)],

@@ -72,7 +72,8 @@ def worker(size: str, precision: str, iters: int, warmup: int, classes: int) -> 
 
     import trainer.discriminator as dmod
     import trainer.train as tmod
-    from trainer.config import auto_config, parse_size
+    from trainer.config import auto_config
+    from zoo.sizes import parse_hw
     from trainer.feature_aug import FeatureAugment
     from trainer.config import TrainConfig
     from trainer.train import Trainer
@@ -93,7 +94,7 @@ def worker(size: str, precision: str, iters: int, warmup: int, classes: int) -> 
     FeatureAugment.content = recorder("feature_aug", FeatureAugment.content)
     FeatureAugment.layout = recorder("feature_aug", FeatureAugment.layout)
 
-    h, w = parse_size(size)
+    h, w = parse_hw(size)
     cfg = auto_config(h, w, num_classes=classes)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (1, 3, cfg.height, cfg.width)).astype(np.float32)

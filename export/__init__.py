@@ -4,6 +4,8 @@
     export_entry("runs/balloons", "entries/balloons", precisions=("fp32", "int8"))
 """
 
+__all__ = ["export_entry", "import_reference"]
+
 
 def export_entry(*args, **kwargs):
     """See export.writer.export_entry (imported lazily: torch and onnx load only when used)."""

@@ -62,13 +62,13 @@ def quantize_int8(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str
         return out.read_bytes()
 
 
-def measure(fp32: bytes, variant: bytes, noise_dim: int, grid: tuple[int, int], seed: int = 99) -> Agreement:
+def measure(fp32: bytes, variant: bytes, noise_dim: int, grid: tuple[int, int], *, seed: int = 99) -> Agreement:
     """Quality of a variant against the fp32 ONNX on held-out latents at the trained grid (CPU)."""
     z = latents(np.random.default_rng(seed), EVAL_SAMPLES, noise_dim, grid)
     return compare(cpu_session(fp32).run(None, {"z": z}), cpu_session(variant).run(None, {"z": z}))
 
 
-def int8_variant(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str, has_masks: bool) -> tuple[bytes, dict]:
+def int8_variant(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str, *, has_masks: bool) -> tuple[bytes, dict]:
     data = quantize_int8(fp32, noise_dim, grid, where)
     q = measure(fp32, data, noise_dim, grid)
     if has_masks and q.mask_agreement < MIN_INT8_MASK_AGREEMENT:

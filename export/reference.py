@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from trainer.config import D_BLOCKS, G_CHANNEL_MULT, BASE_CHANNELS, ModelConfig
-from trainer.data import default_palette
+from trainer.data import default_class_names, default_palette
 from trainer.generator import Generator
 
 from .graph import ExportError
@@ -113,7 +113,7 @@ def import_reference(ckpt_dir: Path, out: Path, *, iteration: int | None = None,
     opts = read_options(ckpt_dir / "opt.pkl") if (ckpt_dir / "opt.pkl").is_file() else {}
     G = load_reference_generator(ema)
     m = G.cfg.num_classes
-    classes = {"names": (["background"] + [f"class_{i}" for i in range(1, m)]) if m else [],
+    classes = {"names": default_class_names(m) if m else [],
                "palette": [list(map(int, c)) for c in default_palette(m)] if m else []}
     training = {"iterations": int(EMA_RE.match(ema.name).group(1)), "source": "reference implementation",
                 "hyperparameters": {k: v for k, v in opts.items() if isinstance(v, (str, int, float, bool))}}

@@ -110,7 +110,7 @@ def onnx_for_precision(entry: Path, precision: str, major: int) -> Path:
     return path
 
 
-def build_engine(onnx_path: Path, profile: Profile, noise_dim: int, precision: str = "fp32",
+def build_engine(onnx_path: Path, profile: Profile, noise_dim: int, *, precision: str = "fp32",
                  workspace: int = DEFAULT_WORKSPACE, timing_cache: Path | None = None, trt=None) -> bytes:
     """Parse the ONNX and build a serialized engine with one optimization profile."""
     trt = trt or import_tensorrt()
@@ -154,8 +154,8 @@ def cached_engine(entry: Path, profile: Profile, precision: str = "fp32", *, wor
     path = cache_dir() / f"{key}.engine"
     if not path.is_file():
         logger.info(f"building a TensorRT {trt.__version__} engine for sm_{sm[0]}{sm[1]} (once; cached in {path.parent})")
-        data = build_engine(onnx_path, profile, config.noise_dim, precision, workspace,
-                            cache_dir() / f"timing-{trt.__version__}-sm{sm[0]}{sm[1]}.cache", trt)
+        data = build_engine(onnx_path, profile, config.noise_dim, precision=precision, workspace=workspace,
+                            timing_cache=cache_dir() / f"timing-{trt.__version__}-sm{sm[0]}{sm[1]}.cache", trt=trt)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)
     return path

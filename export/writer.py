@@ -31,6 +31,8 @@ from .graph import IMAGE_LAYOUT, ExportError
 from .onnx_export import OPSET, check_model, export_onnx, grid_bounds, to_onnx_bytes
 from .quantize import int8_variant, measure
 
+__all__ = ["PRECISIONS", "export_entry", "write_entry", "check_destination"]
+
 logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
 PREVIEW_SAMPLES = 8
@@ -149,7 +151,8 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, preci
             f"worst {report['worst']} ({time.perf_counter() - t0:.1f} s)")
         config["files"][ONNX_FILES["fp32"]] = {"precision": "fp32", "parity_vs_torch": report["worst"]}
         if "int8" in precisions:
-            data, quality = int8_variant(fp32, G.cfg.noise_dim, grid, str(out / ONNX_FILES["int8"]), G.cfg.has_masks)
+            data, quality = int8_variant(fp32, G.cfg.noise_dim, grid, str(out / ONNX_FILES["int8"]),
+                                         has_masks=G.cfg.has_masks)
             (stage / ONNX_FILES["int8"]).write_bytes(data)
             config["files"][ONNX_FILES["int8"]] = {"precision": "int8", "quality_vs_fp32": quality}
             logger.info(f"int8 ONNX: {quality}")

@@ -55,8 +55,8 @@ def measure(kind: str, scene: str, reps: int) -> dict:
         # long enough that starting the encoding processes (~1 s) does not weigh on the rate
         count = max(160, 16 * auto_batch(sampler.output_size(entry.trained_grid)))
         with tempfile.TemporaryDirectory() as tmp:
-            sample_to_folder(sampler, Path(tmp) / "w", scene, min(16, count), quiet=True, argv=[])  # warm-up
-            s = sample_to_folder(sampler, Path(tmp) / "o", scene, count, quiet=True, argv=[])
+            sample_to_folder(sampler, Path(tmp) / "w", scene=scene, count=min(16, count), quiet=True, argv=[])  # warm-up
+            s = sample_to_folder(sampler, Path(tmp) / "o", scene=scene, count=count, quiet=True, argv=[])
         return {"samples_per_s": s["samples_per_s"], "count": count}
     sampler = Sampler(entry, precision=kind)
     b = auto_batch(sampler.output_size(entry.trained_grid))

@@ -8,9 +8,9 @@ import sys
 import click
 
 from zoo.cli import hub_options, quiet_downloads
+from zoo.errors import OneLineErrors, UserError, user_errors
 
 from .latents import MAX_INDEX, MAX_SEED
-from zoo.errors import OneLineErrors, UserError, user_errors
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,21 +58,24 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     from pathlib import Path
 
     from .job import Interrupted, sample_to_folder
-    from .sampler import Sampler, load_backend, parse_hw
+    from zoo.sizes import parse_hw
+
+    from .sampler import Sampler, load_backend
 
     if grid is not None and size is not None:
         raise UserError("give --grid or --size, not both")
     quiet_downloads(quiet or as_json)   # a Hub scene is pulled on first use
     sampler = Sampler.from_pretrained(scene, precision=precision, device=device, index=index, hub=hub)
-    g = sampler.grid_for(parse_hw(grid, "grid") if grid is not None else None,
-                         parse_hw(size, "size") if size is not None else None)
+    g = sampler.grid_for(parse_hw(grid, what="--grid") if grid is not None else None,
+                         parse_hw(size, what="--size") if size is not None else None)
     if backend == "tensorrt":
         found, sampler = sampler.scene, load_backend(backend)(sampler.entry, precision, grid=g)
         sampler.scene = found
     try:
-        summary = sample_to_folder(sampler, Path(out), sampler.scene.ref.label, count, seed, start_index, g,
-                                   batch_size, workers, png_compression, mask_preview, resume, overwrite, quiet,
-                                   fmt=fmt, drop_worst=drop_worst)
+        summary = sample_to_folder(sampler, Path(out), scene=sampler.scene.ref.label, count=count, seed=seed,
+                                   start=start_index, grid=g, batch_size=batch_size, workers=workers,
+                                   compress_level=png_compression, mask_preview=mask_preview, resume=resume,
+                                   overwrite=overwrite, quiet=quiet, fmt=fmt, drop_worst=drop_worst)
     except Interrupted as e:
         click.echo(f"interrupted: {e.complete} samples are complete in {out}; finish with --resume", err=True)
         sys.exit(130)

@@ -30,6 +30,8 @@ from .webdataset import write_shard
 from .writer import (SHARD_EXT, atomic_write, complete_indices, encode_batch, flat_palette, shard_name, write_metadata,
                      write_npz)
 
+__all__ = ["sample_to_folder", "Interrupted", "SETTINGS"]
+
 SHARD_SIZE = 256  # samples per shard file (webdataset / npz), aligned on absolute indices
 
 # must match to --resume: a re-exported model or a moved Hub branch is another model
@@ -66,7 +68,7 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
         raise UserError(f"{out}: not writable")
 
 
-def dataset_info(sampler: Sampler, scene: str, seed: int, grid, start: int, count: int, argv: list[str],
+def dataset_info(sampler: Sampler, *, scene: str, seed: int, grid, start: int, count: int, argv: list[str],
                  fmt: str) -> dict:
     import onnxruntime
 
@@ -103,7 +105,7 @@ def check_resume(out: Path, info: dict) -> None:
                         "use a new --out")
 
 
-def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: int = 0, start: int = 0,
+def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int = 0, start: int = 0,
                      grid=None, batch_size: int | None = None, workers: int | None = None, compress_level: int = 1,
                      mask_preview: bool = False, resume: bool = False, overwrite: bool = False, quiet: bool = False,
                      argv: list[str] | None = None, fmt: str = "png", drop_worst: float = 0.0) -> dict:
@@ -123,10 +125,12 @@ def sample_to_folder(sampler: Sampler, out: Path, scene: str, count: int, seed: 
     grid = sampler.grid_for(grid)
     batch_size = batch_size or auto_batch(sampler.output_size(grid))
     scorer = quality_scorer(sampler) if drop_worst else None
-    info = dataset_info(sampler, scene, seed, grid, start, count, argv or sys.argv, fmt)
+    info = dataset_info(sampler, scene=scene, seed=seed, grid=grid, start=start, count=count, argv=argv or sys.argv,
+                        fmt=fmt)
     prepare_out(out, resume, overwrite)
     if scorer is not None:
-        info["drop_worst"] = calibrate(sampler, scorer, seed, start, count, grid, batch_size, drop_worst)
+        info["drop_worst"] = calibrate(sampler, scorer, seed=seed, start=start, count=count, grid=grid,
+                                      batch_size=batch_size, fraction=drop_worst)
     if resume:
         check_resume(out, info)
     folders = ["images", "masks"] + (["previews"] if mask_preview else []) if fmt == "png" else ["shards"]
@@ -223,7 +227,7 @@ def quality_scorer(sampler: Sampler) -> Scorer:
     return Scorer.load(safe_member(entry.root, "quality.json", entry.within))
 
 
-def calibrate(sampler: Sampler, scorer: Scorer, seed: int, start: int, count: int, grid, batch_size: int,
+def calibrate(sampler: Sampler, scorer: Scorer, *, seed: int, start: int, count: int, grid, batch_size: int,
               fraction: float) -> dict:
     pool = np.arange(start, start + min(count, CALIBRATION))
     scores = np.concatenate([scorer.scores(images) for _, images, _ in

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["SCHEME", "CHUNK", "MAX_SEED", "MAX_INDEX", "latent_vectors", "latent_grid"]
+
 SCHEME = "chunked-v1"
 CHUNK = 1024
 MAX_SEED = 2**63 - 1    # numpy's SeedSequence takes any non-negative integer; file names hold indices as int64

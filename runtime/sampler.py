@@ -24,10 +24,12 @@ from zoo.errors import UserError
 from zoo.files import sha256_file
 from zoo.hub import Hub
 from zoo.index import load_index
-from zoo.scenes import Scene, resolve
+from zoo.scenes import ResolvedScene, resolve
 from zoo.sessions import CPU, open_session
 
 from .latents import SCHEME, latent_grid, latent_vectors
+
+__all__ = ["BaseSampler", "Sampler", "load_backend", "find_scene", "BACKENDS"]
 
 BACKENDS = "oneshot_gan.backends"  # entry-point group of the torch-side sampling backends
 PROVIDERS = {"cpu": CPU, "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -69,17 +71,7 @@ def fixed_runs(z: np.ndarray, size: int) -> list[np.ndarray]:
     return np.split(z, len(z) // size)
 
 
-def parse_hw(text: str, what: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise UserError(f"--{what} must look like HxW, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise UserError(f"--{what} must be positive, got {text!r}")
-    return h, w
-
-
-def find_scene(scene=None, index: str | None = None, hub: Hub | None = None) -> Scene:
+def find_scene(scene=None, index: str | None = None, hub: Hub | None = None) -> ResolvedScene:
     """Resolve a scene id through the zoo (pulling a Hub scene into the cache the first time)."""
     hub = hub or Hub.from_env()
     return resolve(None if scene is None else str(scene), hub, load_index(index, hub))
@@ -92,7 +84,7 @@ class BaseSampler:
 
     backend = ""
     device = ""
-    scene: Scene | None = None   # where the entry came from, when made by from_pretrained
+    scene: ResolvedScene | None = None   # where the entry came from, when made by from_pretrained
 
     def __init__(self, entry: Entry, precision: str = "fp32"):
         self.entry, self.precision = entry, precision
@@ -128,7 +120,7 @@ class BaseSampler:
         return grid[0] * self.entry.pixels_per_cell, grid[1] * self.entry.pixels_per_cell
 
     # -- sampling ------------------------------------------------------------------------------------------
-    def sample(self, indices=None, count: int | None = None, seed: int = 0, start: int = 0,
+    def sample(self, indices=None, *, count: int | None = None, seed: int = 0, start: int = 0,
                grid: tuple[int, int] | None = None, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
         """Images (N, H, W, 3) and masks (N, H, W) of the given indices, or of start .. start+count-1."""
         if indices is None:
@@ -142,7 +134,7 @@ class BaseSampler:
         masks = np.concatenate([p[1] for p in parts]) if parts[0][1] is not None else None
         return images, masks
 
-    def iter_batches(self, start: int = 0, count: int = 1000, seed: int = 0, batch_size: int = 16,
+    def iter_batches(self, start: int = 0, count: int = 1000, *, seed: int = 0, batch_size: int = 16,
                      grid: tuple[int, int] | None = None, indices=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         """Yields (indices, images, masks) batches over start .. start+count-1 (or the given indices)."""
         grid = self.grid_for(grid)

@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 
 from trainer.augment import N_OPS, augment, random_affine, warp

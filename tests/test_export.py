@@ -8,13 +8,11 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
-from conftest import save_palette_mask, scene_arrays
 from export import onnx_export, quantize
 from export.graph import ExportError
 from trainer.run import Run
-from export.onnx_export import cpu_session, latents, parity_grids
+from export.onnx_export import cpu_session, latents
 from zoo.cli import main as zoo_main
 
 

@@ -4,7 +4,6 @@ and zoo export's refusal of a collapsed run."""
 import json
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner

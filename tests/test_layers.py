@@ -39,6 +39,16 @@ def test_no_import_points_up():
     assert not wrong, "\n".join(wrong)
 
 
+def test_every_package_declares_what_it_exports():
+    import importlib
+
+    for package in FLOORS:
+        module = importlib.import_module(package)
+        assert "__all__" in vars(module), package
+        missing = [name for name in module.__all__ if not hasattr(module, name)]
+        assert not missing, (package, missing)
+
+
 def test_importing_the_runtime_and_the_zoo_loads_no_torch_trainer_or_exporter():
     modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for package in ("runtime", "zoo")
                for p in sorted((ROOT / package).rglob("*.py")) if p.name != "__main__.py"]

@@ -3,7 +3,6 @@ import os
 import signal
 
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image

@@ -218,7 +218,7 @@ def test_a_branch_pull_says_when_the_hub_cannot_be_asked(hub, tmp_path, monkeypa
     in_trouble()
     res = run("pull", "org/scene", "--json")                   # cached: used, and said so
     assert res.exit_code == 0 and json.loads(res.output.splitlines()[-1])["revision"] == hub.sha, res.output
-    assert f"warning: org/scene: " in res.output and said in res.output and "of main, which may be behind" in res.output
+    assert "warning: org/scene: " in res.output and said in res.output and "of main, which may be behind" in res.output
     snapshot = tmp_path / "cache/models--org--scene/snapshots" / hub.sha
     (snapshot / "preview.png").unlink()                        # a partial cache: not used, not blamed
     res = run("pull", "org/scene", "-q")

@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 
 from zoo.errors import OneLineErrors, UserError, log_to_stderr, user_errors
+from zoo.sizes import parse_hw
 
-from .config import (RECIPES, REFERENCE_EMA, REFERENCE_ITERS, REFERENCE_WARMUP, ConfigError, TrainConfig, auto_config,
-                     parse_size)
-from .data import DataError, load_scene, to_training_arrays
+from .config import RECIPES, REFERENCE_EMA, REFERENCE_ITERS, REFERENCE_WARMUP, ConfigError, TrainConfig, auto_config
+from .data import load_scene, to_training_arrays
 
 # config.json goes last: it is what marks the folder as a run, so an overwrite killed half-way leaves a folder that
 # --overwrite still recognises and replaces (deleted first, it left checkpoints that nothing would touch)
@@ -138,7 +138,7 @@ def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, eve
     try:
         if overwrite:
             _clear_run(out)
-        write_run(out, model_cfg, train_cfg, data_info, images, masks)
+        write_run(out, model_cfg=model_cfg, train_cfg=train_cfg, data_info=data_info, images_u8=images, masks=masks)
     except OSError as e:   # a read-only or full filesystem
         raise RunError(f"{out}: cannot write the run folder ({e.strerror or e})") from None
     if not quiet:
@@ -214,7 +214,7 @@ def describe(size, classes, width_mult, max_size, as_json):
     """Print the architecture a training image of this size would get."""
     from .describe import describe_size, format_text
 
-    h, w = parse_size(size)
+    h, w = parse_hw(size)
     info = describe_size(h, w, classes=classes, width_mult=width_mult, max_size=max_size)
     click.echo(json.dumps(info, indent=2) if as_json else format_text(info))
 
@@ -251,7 +251,7 @@ def eval_cmd(target, samples, seed, image, mask, unet_steps, inception_weights, 
 
     log_to_stderr(quiet)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    material = gather(target, samples, seed, image, mask, index)
+    material = gather(target, samples, seed=seed, image=image, mask=mask, index=index)
     log(f"{target}: {samples} samples, {len(material.frames)} training frame(s)")
     result = evaluate(material, seed=seed, unet_steps=unet_steps, inception=inception_weights, lpips=lpips_weights)
     if report_dir is not None:

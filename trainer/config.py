@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 from zoo.errors import UserError
 
+__all__ = ["ModelConfig", "TrainConfig", "ConfigError", "RECIPES", "LEGACY", "auto_config", "capped_size", "choose_blocks"]
+
 NOISE_DIM = 64
 BASE_CHANNELS = 32
 G_CHANNEL_MULT = [8, 8, 8, 8, 8, 8, 8, 4, 2, 1]
@@ -189,12 +191,3 @@ def auto_config(height: int, width: int, max_size: int | None = None, num_classe
                        d_lowlevel=d_ll, num_classes=num_classes, width_mult=width_mult)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'192x320' -> (192, 320)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"size must look like HxW (e.g. 192x320), got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"size must be positive, got {text!r}")
-    return h, w

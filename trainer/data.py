@@ -305,7 +305,12 @@ def _attach_masks(scene: Scene, originals: list[np.ndarray], paths: list[Path], 
     scene.source_ids = ids
     scene.palette = palette
     scene.mask_encoding = enc
-    scene.class_names = ["background"] + [f"class_{i}" for i in range(1, len(ids))]
+    scene.class_names = default_class_names(len(ids))
+
+
+def default_class_names(count: int) -> list[str]:
+    """Names for `count` mask classes when none are given: background, class_1, class_2, ..."""
+    return ["background"] + [f"class_{i}" for i in range(1, count)]
 
 
 def _attach_names(scene: Scene, path: Path) -> None:

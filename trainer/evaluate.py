@@ -64,7 +64,7 @@ def _frames_from_files(image: Path, mask: Path | None, size: tuple[int, int], cl
     return to_training_arrays(scene, *size)
 
 
-def gather(target: str, count: int, seed: int, image: Path | None = None, mask: Path | None = None,
+def gather(target: str, count: int, *, seed: int, image: Path | None = None, mask: Path | None = None,
            index: str | None = None) -> Material:
     path = Path(target)
     if path.is_dir() and Run.is_run(path):
@@ -131,7 +131,7 @@ def evaluate(m: Material, *, seed: int = 0, unet_steps: int = 500, inception: Pa
         n = len(m.class_names)
         result["class_frequencies"] = metrics.class_frequencies(m.masks, m.frame_masks, n)
         result["mask_alignment"] = _rounded(mask_alignment(m.images, m.masks, m.frames, m.frame_masks, n,
-                                                           unet_steps, seed))
+                                                           steps=unet_steps, seed=seed))
         timing["mask_alignment_s"] = round(time.perf_counter() - t, 2)
     result["sifid"] = _optional(inception, "--inception-weights", lambda: _sifid(m, inception))
     result["lpips"] = _optional(lpips, "--lpips-weights", lambda: _lpips(m, matches, lpips, pairs))

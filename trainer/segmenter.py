@@ -49,7 +49,7 @@ def _augment(x: torch.Tensor, y: torch.Tensor, p: float, gen: torch.Generator) -
     return warp(x, theta), y
 
 
-def train_unet(images: np.ndarray, masks: np.ndarray, classes: int, steps: int = 600, batch: int = 8,
+def train_unet(images: np.ndarray, masks: np.ndarray, classes: int, *, steps: int = 600, batch: int = 8,
                seed: int = 0, base: int = 16, quiet: bool = True) -> TinyUNet:
     """Adam, cross-entropy, every batch augmented with probability 0.5 (flip, crops, zoom, rotation, shift)."""
     gen = torch.Generator().manual_seed(seed)
@@ -90,7 +90,7 @@ def score_unet(model: TinyUNet, frames: np.ndarray, masks: np.ndarray, classes: 
             "test_views": len(x)}
 
 
-def mask_alignment(images, masks, frames, frame_masks, classes: int, steps: int = 600, seed: int = 0,
+def mask_alignment(images, masks, frames, frame_masks, classes: int, *, steps: int = 600, seed: int = 0,
                    quiet: bool = True) -> dict:
     model = train_unet(images, masks, classes, steps=steps, seed=seed, quiet=quiet)
     return {**score_unet(model, frames, frame_masks, classes, seed=seed), "train_pairs": len(images), "steps": steps}

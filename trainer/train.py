@@ -317,7 +317,7 @@ def versions() -> dict[str, str]:
     return {"oneshot-gan": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def write_run(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, data_info: dict,
+def write_run(run_dir: Path, *, model_cfg: ModelConfig, train_cfg: TrainConfig, data_info: dict,
               images_u8: np.ndarray, masks: np.ndarray | None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     tensors = {"images": torch.from_numpy(np.ascontiguousarray(images_u8))}

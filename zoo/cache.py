@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 from .entry_config import is_entry_config
 from .errors import UserError

@@ -8,6 +8,8 @@ import warnings
 
 import click
 
+__all__ = ["UserError", "user_errors", "log_to_stderr", "OneLineErrors"]
+
 
 class UserError(ValueError):
     """A file, folder or option that cannot be used as given; the message names it and the problem."""

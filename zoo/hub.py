@@ -105,7 +105,7 @@ def hub_exceptions() -> tuple:
     return (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.HFValidationError, *transport, OSError)
 
 
-def snapshot(repo: str, revision: str | None, patterns: list[str], hub: Hub, force: bool = False,
+def snapshot(repo: str, revision: str | None, patterns: list[str], hub: Hub, *, force: bool = False,
              what: str | None = None) -> Path:
     """Download (or find in the cache, when offline) the files of repo@revision matching `patterns`."""
     from huggingface_hub import snapshot_download
@@ -139,7 +139,7 @@ def current_commit(repo: str, revision: str | None, hub: Hub, what: str) -> str:
         raise hub_error(e, what, hub) from None
 
 
-def download_file(repo: str, path: str, revision: str | None, hub: Hub | None, endpoint: str | None = None,
+def download_file(repo: str, path: str, revision: str | None, hub: Hub | None, *, endpoint: str | None = None,
                   what: str | None = None) -> Path:
     from huggingface_hub import hf_hub_download
 

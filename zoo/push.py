@@ -8,7 +8,7 @@ from .entry import Entry, safe_member
 from .hub import Hub, hub_exceptions, hub_error
 from .index import index_line
 from .files import sha256_file
-from .scenes import Scene, SceneRef
+from .scenes import ResolvedScene, SceneRef
 from .verify import verify
 
 
@@ -16,14 +16,14 @@ def entry_files(entry: Entry) -> list[str]:
     return sorted({"config.json", "README.md", *entry.config.files})
 
 
-def push(entry_dir: Path, repo: str, hub: Hub, private: bool = False, revision: str | None = None,
+def push(entry_dir: Path, repo: str, hub: Hub, *, private: bool = False, revision: str | None = None,
          message: str | None = None, name: str | None = None, api=None) -> dict:
     """Create the repo if needed and commit exactly the entry's files (removing others) in one commit."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     entry_dir = Path(entry_dir)
     entry = Entry.load(entry_dir)
-    verify(Scene(SceneRef(str(entry_dir), "local", path=entry_dir), entry))
+    verify(ResolvedScene(SceneRef(str(entry_dir), "local", path=entry_dir), entry))
     files = entry_files(entry)
     for file in files:   # config.json and README.md too: a link out of the folder would upload another file
         safe_member(entry_dir, file)

@@ -24,6 +24,8 @@ from .files import sha256_file
 from .hub import Hub, Unreachable, cached_commit, current_commit, snapshot
 from .index import BUNDLED, COMMIT, REPO, IndexEntry, load_index
 
+__all__ = ["DEFAULT_SCENE", "SceneRef", "ResolvedScene", "bundled_scenes", "parse_scene", "check_files", "pull", "resolve"]
+
 DEFAULT_SCENE = "coins"
 # What sampling needs; weights and the training state come only on request.
 SAMPLING_FILES = ["config.json", "README.md", "preview.png", "quality.json", *ONNX_FILES.values()]  # exact names
@@ -50,7 +52,7 @@ class SceneRef:
 
 
 @dataclass(frozen=True)
-class Scene:
+class ResolvedScene:
     """A resolved scene: its entry folder and where it came from (commit = the Hub commit sha)."""
 
     ref: SceneRef
@@ -139,23 +141,23 @@ def _check_hash(folder: Path, name: str, want: str | None, label: str, fix: str)
                         f"the file is corrupt or was changed{fix}")
 
 
-def _cached(ref: SceneRef, hub: Hub, wanted: list[str]) -> Scene | None:
+def _cached(ref: SceneRef, hub: Hub, wanted: list[str]) -> ResolvedScene | None:
     """The cached snapshot of a Hub scene, checked, without any network request; None if not cached."""
     commit = cached_commit(ref.repo, ref.revision or "main", hub)
     folder = hub.repo_folder(ref.repo) / "snapshots" / commit if commit else None
     if folder is None or not folder.is_dir():
         return None
-    return Scene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo) / "blobs"), commit)
+    return ResolvedScene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo) / "blobs"), commit)
 
 
-def pull(text: str, hub: Hub | None = None, index: dict | None = None, force: bool = False,
-         weights: bool = False, checkpoint: bool = False) -> Scene:
+def pull(text: str, hub: Hub | None = None, index: dict | None = None, *, force: bool = False,
+         weights: bool = False, checkpoint: bool = False) -> ResolvedScene:
     """Download a Hub scene into the cache (once: a pinned commit already complete makes no request)."""
     hub = hub or Hub.from_env()
     ref = parse_scene(text, index)
     wanted = patterns(weights, checkpoint)
     if ref.kind != "hub":
-        return Scene(ref, check_files(ref.path, ref, wanted))
+        return ResolvedScene(ref, check_files(ref.path, ref, wanted))
     pinned = ref.revision is not None and cached_commit(ref.repo, ref.revision, hub) == ref.revision
     if not force and (pinned or hub.offline):
         try:
@@ -178,24 +180,24 @@ def pull(text: str, hub: Hub | None = None, index: dict | None = None, force: bo
                           "which may be behind")
             return scene
     folder = snapshot(ref.repo, ref.revision, wanted, hub, force=force, what=ref.label)
-    return Scene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo) / "blobs"), folder.name)
+    return ResolvedScene(ref, check_files(folder, ref, wanted, within=hub.repo_folder(ref.repo) / "blobs"), folder.name)
 
 
-def _cached_or_none(ref: SceneRef, hub: Hub, wanted: list[str]) -> Scene | None:
+def _cached_or_none(ref: SceneRef, hub: Hub, wanted: list[str]) -> ResolvedScene | None:
     try:
         return _cached(ref, hub, wanted)
     except UserError:
         return None
 
 
-def resolve(text: str | None = None, hub: Hub | None = None, index: dict | None = None, download: bool = True,
-            weights: bool = False) -> Scene:
+def resolve(text: str | None = None, hub: Hub | None = None, index: dict | None = None, *, download: bool = True,
+            weights: bool = False) -> ResolvedScene:
     """The entry for a scene id. Hub scenes come from the cache; they are pulled first if `download` and online."""
     hub = hub or Hub.from_env()
     ref = parse_scene(text, index)
     wanted = patterns(weights)
     if ref.kind != "hub":
-        return Scene(ref, check_files(ref.path, ref, wanted) if ref.hashes else Entry.load(ref.path))
+        return ResolvedScene(ref, check_files(ref.path, ref, wanted) if ref.hashes else Entry.load(ref.path))
     scene = _cached(ref, hub, wanted)
     if scene is not None:
         return scene

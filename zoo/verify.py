@@ -13,13 +13,13 @@ from .entry import Entry, safe_member
 from .entry_config import ONNX_FILES
 from .errors import UserError
 from .quality import Scorer
-from .scenes import Scene, check_files, patterns
+from .scenes import ResolvedScene, check_files, patterns
 from .sessions import open_session
 
 CARD_KEYS = ("library_name:", "pipeline_tag:", "license:")
 
 
-def verify(scene: Scene) -> dict:
+def verify(scene: ResolvedScene) -> dict:
     """Raise UserError at the first problem; return what was checked."""
     root = scene.path
     wanted = ["*"]   # an entry folder: every listed file; a pulled scene: what was pulled
