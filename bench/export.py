@@ -57,6 +57,8 @@ def worker(backend: str, size: str, folder: Path, reps: int) -> dict:
 
     cfg = auto_config(*parse_hw(size), num_classes=3)
     rng = np.random.default_rng(0)
+    from export.onnx_export import cpu_session, latents
+
     result = {}
     if backend == "torch":
         import torch
@@ -72,14 +74,12 @@ def worker(backend: str, size: str, folder: Path, reps: int) -> dict:
             with torch.inference_mode():
                 graph(torch.from_numpy(z))
     else:
-        from export.onnx_export import cpu_session
         sess = cpu_session(str(folder / f"{backend}.onnx"))
 
         def run(z):
             sess.run(None, {"z": z})
     for b in BATCHES:
-        z = np.ascontiguousarray(np.broadcast_to(rng.standard_normal((b, 64, 1, 1), dtype=np.float32),
-                                                 (b, 64, cfg.grid_h, cfg.grid_w)))
+        z = latents(rng, b, 64, (cfg.grid_h, cfg.grid_w))
         run(z)  # warm-up
         times = []
         for _ in range(reps):

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import torch
 
+from runtime.latents import latent_grid
 from trainer.generator import Generator
 from zoo.files import atomic_write
 from zoo.sessions import open_session
@@ -116,9 +117,9 @@ def torch_outputs(G: Generator, z: np.ndarray) -> list[np.ndarray]:
 
 
 def latents(rng: np.random.Generator, batch: int, noise_dim: int, grid: tuple[int, int]) -> np.ndarray:
-    """One latent per sample broadcast over the grid (how the runtime samples)."""
-    z = rng.standard_normal((batch, noise_dim, 1, 1), dtype=np.float32)
-    return np.ascontiguousarray(np.broadcast_to(z, (batch, noise_dim, *grid)))
+    """Random latents for checks and calibration, broadcast over the grid as the runtime does (its own latents
+    come from its seeded scheme, runtime.latents)."""
+    return latent_grid(rng.standard_normal((batch, noise_dim), dtype=np.float32), grid)
 
 
 def parity(G: Generator, data: bytes, where: str, seed: int = 0) -> dict:
