@@ -17,7 +17,6 @@ from safetensors.torch import save_file
 
 from runtime.latents import latent_grid, latent_vectors
 from runtime.sampler import MICRO_BATCH, fixed_runs
-from trainer import __version__
 from trainer.checkpoint import guard_state
 from trainer.generator import Generator
 from trainer.preview import preview_grid
@@ -26,6 +25,7 @@ from zoo.entry_config import ENTRY_FORMAT, ONNX_FILES, EntryConfig, is_entry_con
 from zoo.files import UMASK, sha256_file
 from zoo.quality import reference
 from zoo.sessions import open_session
+from zoo.versions import versions
 
 from .graph import IMAGE_LAYOUT, ExportError
 from .onnx_export import OPSET, check_model, export_onnx, grid_bounds, to_onnx_bytes
@@ -36,15 +36,6 @@ __all__ = ["PRECISIONS", "export_entry", "write_entry", "check_destination"]
 logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
 PREVIEW_SAMPLES = 8
-
-
-def _versions() -> dict:
-    import onnx
-    import onnxruntime
-    import torch
-
-    return {"oneshot-gan": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__, "opset": OPSET}
 
 
 def entry_config(G: Generator, classes: dict, training: dict) -> dict:
@@ -62,7 +53,7 @@ def entry_config(G: Generator, classes: dict, training: dict) -> dict:
         "training": {"size": [cfg.height, cfg.width], **training},
         "cost": {"macs_per_sample_at_trained_grid": sampling_macs(G)},
         "files": {},
-        "versions": _versions(),
+        "versions": {**versions("torch", "onnx", "onnxruntime"), "opset": OPSET},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -7,7 +7,6 @@ import errno
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import sys
 import threading
@@ -22,8 +21,8 @@ from zoo.entry import safe_member
 from zoo.entry_config import ONNX_FILES
 from zoo.errors import UserError
 from zoo.quality import SCORE, Scorer, drop_threshold
+from zoo.versions import versions
 
-from . import __version__
 from .latents import MAX_INDEX, MAX_SEED, SCHEME
 from .sampler import Sampler
 from .webdataset import write_shard
@@ -70,7 +69,6 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def dataset_info(sampler: Sampler, *, scene: str, seed: int, grid, start: int, count: int, argv: list[str],
                  fmt: str) -> dict:
-    import onnxruntime
 
     entry, found = sampler.entry, sampler.scene
     return {"scene": scene, "entry": str(entry.root.resolve()),
@@ -82,8 +80,7 @@ def dataset_info(sampler: Sampler, *, scene: str, seed: int, grid, start: int, c
             "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
             "start_index": start, "count": count, "format": fmt, "backend": sampler.backend, "device": sampler.device,
             "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,
-            "versions": {"oneshot-gan": __version__, "onnxruntime": onnxruntime.__version__,
-                         "python": platform.python_version()},
+            "versions": versions("onnxruntime", python=True),
             "drop_worst": None, "command": " ".join(argv)}
 
 

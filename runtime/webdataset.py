@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .writer import atomic_write, png_bytes
+from .writer import atomic_write, mask_png_bytes, png_bytes
 
 
 def decode_mask(data: bytes) -> np.ndarray:
@@ -35,9 +35,7 @@ def shard_bytes(indices, images: np.ndarray, masks: np.ndarray | None, palette: 
             key = f"{int(index):09d}"
             files = [(f"{key}.png", png_bytes(Image.fromarray(images[k]), compress_level))]
             if masks is not None:
-                m = Image.fromarray(masks[k], "P")
-                m.putpalette(palette)
-                files.append((f"{key}.mask.png", png_bytes(m, compress_level)))
+                files.append((f"{key}.mask.png", mask_png_bytes(masks[k], palette, compress_level)))
             for name, data in files:
                 info = tarfile.TarInfo(name)
                 info.size, info.mode, info.mtime = len(data), 0o644, 0

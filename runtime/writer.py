@@ -35,6 +35,13 @@ def png_bytes(img: Image.Image, compress_level: int) -> bytes:
     return buf.getvalue()
 
 
+def mask_png_bytes(mask: np.ndarray, palette: list[int], compress_level: int) -> bytes:
+    """A class-id mask as a palette PNG: pixel values are class ids, and viewers show the class colours."""
+    img = Image.fromarray(mask, "P")
+    img.putpalette(palette)
+    return png_bytes(img, compress_level)
+
+
 def encode_batch(out: str, indices: np.ndarray, images: np.ndarray, masks: np.ndarray | None,
                  palette: list[int], compress_level: int, preview: bool) -> list[int]:
     """Runs in a worker process: write one batch of samples; returns the indices written."""
@@ -43,9 +50,7 @@ def encode_batch(out: str, indices: np.ndarray, images: np.ndarray, masks: np.nd
     for k, index in enumerate(indices):
         name = NAME.format(int(index))
         if masks is not None:
-            m = Image.fromarray(masks[k], "P")
-            m.putpalette(palette)
-            atomic_write(root / "masks" / name, png_bytes(m, compress_level))
+            atomic_write(root / "masks" / name, mask_png_bytes(masks[k], palette, compress_level))
             if preview:
                 colours = np.asarray(palette, np.uint8).reshape(-1, 3)[masks[k]]
                 atomic_write(root / "previews" / name, png_bytes(Image.fromarray(colours), compress_level))

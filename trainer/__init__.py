@@ -1,5 +1,5 @@
 """Training one-shot image + mask GANs (One-Shot GAN / SIV-GAN with the OSMIS mask branch)."""
 
-__version__ = "0.1.0"
+from zoo import __version__
 
 __all__ = ["__version__"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import platform
 import signal
 import sys
 import time
@@ -24,8 +23,8 @@ from tqdm import tqdm
 
 from zoo.errors import UserError
 from zoo.files import atomic_write
+from zoo.versions import versions
 
-from . import __version__
 from .augment import augment
 from .checkpoint import (atomic_save_tensors, guard_state, is_healthy, list_checkpoints, load_checkpoint,
                          newest_loadable, save_checkpoint)
@@ -313,10 +312,6 @@ class Trainer:
 
 
 # -- run directories ----------------------------------------------------------------------------------------
-def versions() -> dict[str, str]:
-    return {"oneshot-gan": __version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
 def write_run(run_dir: Path, *, model_cfg: ModelConfig, train_cfg: TrainConfig, data_info: dict,
               images_u8: np.ndarray, masks: np.ndarray | None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -325,7 +320,7 @@ def write_run(run_dir: Path, *, model_cfg: ModelConfig, train_cfg: TrainConfig, 
         tensors["masks"] = torch.from_numpy(np.ascontiguousarray(masks))
     atomic_save_tensors(run_dir / "data.safetensors", tensors, {"format": "oneshot-gan-data/1"})
     config = {"format": CONFIG_FORMAT, "model": model_cfg.to_dict(), "train": asdict(train_cfg),
-              "data": data_info, "versions": versions()}
+              "data": data_info, "versions": versions("torch", python=True)}
     atomic_write(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
 
