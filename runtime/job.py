@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -201,13 +202,28 @@ def _stop(pool) -> None:
 
 
 def encoder_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+    """The encoder processes, all started now, with SIGINT ignored. A terminal's Ctrl-C goes to the whole process
+    group and this process stops the pool itself; an encoder that saw it printed a KeyboardInterrupt traceback,
+    even while still importing. SIG_IGN set before the fork survives the exec, and Python then installs no
+    KeyboardInterrupt handler, so the encoders never see it. (A Ctrl-C in the few milliseconds of the forks is
+    lost: press it again.)"""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=watch_parent, initargs=(os.getpid(),))
+    if threading.current_thread() is not threading.main_thread():   # signal.signal works only there
+        return pool
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for _ in range(workers):   # each submit starts one more process while none is idle
+            pool.submit(int)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return pool
 
 
 def watch_parent(parent: int, every: float = 0.5) -> None:
     """Runs in each encoder process: exit as soon as the parent is gone. After a kill -9 (or the OOM killer)
     of `runtime sample`, encoders otherwise lived on for minutes, holding the caller's stdout pipe open."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # already so when started by encoder_pool; kept for any other
     def watch():
         while os.getppid() == parent:
             time.sleep(every)

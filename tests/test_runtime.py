@@ -418,3 +418,74 @@ def test_encoders_exit_when_runtime_sample_is_killed(entry, tmp_path):
         time.sleep(0.2)
     assert not any(_running(k) for k in encoders)
     assert proc.stdout.read() == b""   # returns: nobody holds the pipe any more
+
+
+def test_encoders_never_see_ctrl_c_even_while_starting():
+    """A terminal's Ctrl-C reaches the whole process group; encoders printed KeyboardInterrupt tracebacks, even
+    those still importing (issue 12, low). They start with SIGINT ignored (in the kernel, from the fork on), and
+    the parent's own handler is back afterwards."""
+    import signal
+
+    from runtime.job import encoder_pool
+
+    pool = encoder_pool(2)
+    try:
+        pids = list(pool._processes)
+        assert len(pids) == 2
+        for pid in pids:
+            ignored = int(next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                               if ln.startswith("SigIgn:")).split()[1], 16)
+            assert ignored & (1 << (signal.SIGINT - 1)), pid
+    finally:
+        pool.shutdown()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_to_the_process_group_is_one_line(entry, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "o"
+    cli = Path(sys.executable).parent / "runtime"
+    proc = subprocess.Popen([str(cli), "sample", str(entry), "--out", str(out), "--count", "1000000",
+                             "--workers", "2", "--batch-size", "8", "-q"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)   # its own group, as in a terminal
+    try:
+        deadline = time.monotonic() + 60
+        while not ((out / "images").is_dir() and any((out / "images").iterdir())):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    err = err.decode()
+    assert proc.returncode == 130 and err.count("\n") == 1 and err.startswith("interrupted: "), err
+
+
+@pytest.mark.parametrize("raise_", ["interrupt", "import"])
+def test_ctrl_c_before_a_command_handles_it_is_one_line(raise_, capsys):
+    """Ctrl-C during a command's imports: click turned it into 'Aborted!' (exit 1), and onnxruntime into an
+    ImportError traceback."""
+    import click
+
+    from zoo.errors import OneLineErrors
+
+    @click.group(cls=OneLineErrors)
+    def group():
+        pass
+
+    @group.command()
+    def cmd():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if raise_ == "import":
+                raise ImportError("initialization failed")
+            raise
+
+    with pytest.raises(SystemExit) as e:
+        group.main(["cmd"], prog_name="x")
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"   # click adds a newline first

@@ -69,14 +69,29 @@ class OneLineErrors(click.Group):
             hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
             click.echo(f"error: {e.format_message()}{hint}", err=True)
             sys.exit(1)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
-        except OSError as e:
-            if e.errno == errno.EPIPE:   # output piped into a command that stopped reading (`| head`)
+        except Exception as e:
+            if _interrupted(e):   # Ctrl-C before the command's own handling (click's Abort, an interrupted import)
+                click.echo("interrupted", err=True)
+                sys.exit(130)
+            if isinstance(e, click.Abort):
+                click.echo("Aborted!", err=True)
+                sys.exit(1)
+            if isinstance(e, OSError) and e.errno == errno.EPIPE:   # piped into a command that stopped reading
                 sys.exit(1)
             raise
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _interrupted(e: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt caused `e`: onnxruntime, for one, turns a Ctrl-C during its import into
+    ImportError('initialization failed')."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
