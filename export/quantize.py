@@ -68,9 +68,12 @@ def measure(fp32: bytes, variant: bytes, noise_dim: int, grid: tuple[int, int], 
     return compare(cpu_session(fp32).run(None, {"z": z}), cpu_session(variant).run(None, {"z": z}))
 
 
-def int8_variant(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str, *, has_masks: bool) -> tuple[bytes, dict]:
+def int8_variant(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str, *, has_masks: bool,
+                 reference: bytes | None = None) -> tuple[bytes, dict]:
+    """Quantize the fp32 graph `fp32`; quality is measured against `reference` (the fp32 ONNX the entry ships,
+    when it is another graph of the same function) or `fp32` itself."""
     data = quantize_int8(fp32, noise_dim, grid, where)
-    q = measure(fp32, data, noise_dim, grid)
+    q = measure(reference or fp32, data, noise_dim, grid)
     if has_masks and q.mask_agreement < MIN_INT8_MASK_AGREEMENT:
         raise ExportError(f"{where}: int8 mask agreement {q.mask_agreement:.2%} is below "
                           f"{MIN_INT8_MASK_AGREEMENT:.0%}; refusing to write it (use fp32 on this scene)")

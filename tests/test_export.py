@@ -63,9 +63,11 @@ def test_onnx_is_self_contained_checked_and_dynamic(entry):
     assert [o.name for o in model.graph.output] == ["image", "mask"]
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert not list((entry / "onnx").glob("*.data"))
-    # upsampling convs exported unfused (resize + conv): int8 graphs quantize every 3x3 conv
-    ops = {n.op_type for n in model.graph.node}
-    assert "ConvTranspose" not in ops and "Resize" in ops
+    # upsampling convs in the phase form: 2x2 convs, each followed by a grouped 0/1 ConvTranspose
+    transposed = [n for n in model.graph.node if n.op_type == "ConvTranspose"]
+    groups = [next(a.i for a in n.attribute if a.name == "group") for n in transposed]
+    blocks = json.loads((entry / "config.json").read_text())["model"]["g_blocks"]
+    assert len(transposed) == blocks - 1 and all(g > 1 for g in groups)   # every block but the first upsamples
 
 
 def test_parity_across_grids_and_batches(run_dir):
@@ -120,11 +122,12 @@ def test_int8_quality_is_measured_and_enforced(run_dir, tmp_path, monkeypatch):
     G, _ = Run.open(run_dir).ema_generator()
     with torch.no_grad():  # a decisive mask head, as a trained model has; a 3-step one is near a tie everywhere
         G.mask_converter.weight.mul_(40)
-    fp32 = onnx_export.to_onnx_bytes(G)
-    data, quality = quantize.int8_variant(fp32, 64, (3, 5), "x", has_masks=True)
+    fp32 = onnx_export.to_onnx_bytes(G, upsampling="resize")   # what the writer quantizes
+    data, quality = quantize.int8_variant(fp32, 64, (3, 5), "x", has_masks=True, reference=onnx_export.to_onnx_bytes(G))
     assert quality["mask_agreement"] >= 0.97 and quality["mean_pixel_delta"] < 10
     qmodel = onnx.load_from_string(data)
     assert sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node) > 5
+    assert "ConvTranspose" not in {n.op_type for n in qmodel.graph.node}   # every upsampling conv is quantized
     heads = quantize._head_convs(onnx.load_from_string(fp32))
     assert len(heads) == 2  # final RGB and mask convs stay in float
     monkeypatch.setattr(quantize, "MIN_INT8_MASK_AGREEMENT", 1.01)

@@ -129,6 +129,36 @@ def test_fused_resampling_convs_equal_the_unfused_pairs(size):
         assert torch.allclose(fused.weight.grad, plain.weight.grad) and torch.allclose(fused.bias.grad, plain.bias.grad)
 
 
+@pytest.mark.parametrize("size", [(8, 10), (7, 9), (1, 5), (1, 1)])
+def test_the_export_forms_of_the_upsampling_conv_are_the_same_function(size):
+    """UpsampleConv's exported forms, unfused (resize + conv3x3) and phased (2x2 phase conv + 0/1 grouped
+    transposed conv), equal it in float64: the phase kernels, their padding and the selector's placement."""
+    torch.manual_seed(0)
+    fused = UpsampleConv(6, 5).double()
+    x = torch.randn(2, 6, *size, dtype=torch.float64)
+    with torch.no_grad():
+        ref = fused(x)
+        for form in (fused.unfused(), fused.phased()):
+            out = form.double()(x)
+            assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-6)   # the forms hold float32 weights
+
+
+def test_sampling_macs_count_the_phase_form_the_export_runs():
+    from export.graph import fold_spectral_norm
+    from trainer.describe import describe
+
+    cfg = auto_config(96, 160, num_classes=3, width_mult=0.25)
+    G = fold_spectral_norm(Generator(cfg), upsampling="phases")
+    macs = [0]
+    hooks = [m.register_forward_hook(lambda m, i, o: macs.__setitem__(0, macs[0] + o.numel() * m.weight[0].numel()))
+             for m in G.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        G(torch.randn(1, cfg.noise_dim), n_rgb=1)
+    for h in hooks:
+        h.remove()
+    assert describe(cfg)["g_macs_sampling"] == macs[0]   # Conv2d layers; the 0/1 selector moves, it does not multiply
+
+
 def test_mca_area_masks_keep_thin_structures():
     """A 1-px line is 1/8 of a feature cell at 1/8 resolution: area resizing keeps it as a fraction in every
     cell it crosses; nearest sampling keeps it only where a sampled pixel happens to land on it."""

@@ -4,8 +4,8 @@ MACs are counted with forward hooks on one sample. Our blocks compute the same f
 the 1x1 shortcut at the lower of the two resolutions (it commutes with nearest upsampling and average
 pooling) and the 3x3 convs next to a resampling fused with it (trainer/resampling.py). `g_macs`/`d_macs`
 report the reference's forward (every RGB head), so they compare with docs/model.md; `*_macs_training`
-what our training forward computes, `g_macs_sampling` our exported sampler (final RGB and mask heads only,
-upsampling unfused as export/graph.py writes it).
+what our training forward computes, `g_macs_sampling` our exported fp32 sampler (final RGB and mask heads only,
+upsampling in the phase form export/graph.py writes: 4 taps per output pixel plus a one-pixel border).
 """
 
 from __future__ import annotations
@@ -23,25 +23,28 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _conv_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor, fused: bool) -> tuple[int, int]:
+def _conv_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor, sampling: bool) -> tuple[int, int]:
     """(ours, the reference's) MACs of one conv call."""
     k = m.kernel_size[0] * m.kernel_size[1]
     cin = m.in_channels // m.groups
-    if isinstance(m, UpsampleConv) and fused:  # reference: 3x3 on the upsampled map; ours: 4 taps per output pixel
+    if isinstance(m, UpsampleConv):  # reference: 3x3 on the upsampled map; ours: 4 taps per output pixel
+        if sampling:  # the phase form: one 2x2 conv with 4x the channels over the input grown by one pixel
+            b, _, h, w = inp.shape
+            return b * 4 * m.out_channels * (h + 1) * (w + 1) * cin * 4, out.numel() * cin * k
         return out.numel() * cin * 4, out.numel() * cin * k
     if isinstance(m, ConvPool) and out.shape[-1] < inp.shape[-1]:  # reference: 3x3 at full res, then pool
         return out.numel() * cin * 16, inp.shape[0] * m.out_channels * inp.shape[2] * inp.shape[3] * cin * k
     return out.numel() * cin * k, out.numel() * cin * k
 
 
-def _count_macs(model: nn.Module, run, fused: bool = True) -> tuple[int, int]:
-    """(MACs of our forward, MACs of the reference's forward) per sample (batch 1). fused=False: the
-    upsampling convs as exported graphs run them (resize + 3x3 conv)."""
+def _count_macs(model: nn.Module, run, sampling: bool = False) -> tuple[int, int]:
+    """(MACs of our forward, MACs of the reference's forward) per sample (batch 1). sampling: the upsampling
+    convs as exported fp32 graphs run them (trainer.resampling.PhaseUpsampleConv)."""
     ours, ref = [0], [0]
     hooks = []
 
     def conv_hook(m, inp, out):
-        o, r = _conv_macs(m, inp[0], out, fused)
+        o, r = _conv_macs(m, inp[0], out, sampling)
         ours[0] += o
         ref[0] += r
 
@@ -69,7 +72,7 @@ def describe(cfg: ModelConfig) -> dict:
     G, D = Generator(cfg).eval(), Discriminator(cfg).eval()
     z = torch.zeros(1, cfg.noise_dim)
     g_training, g_ref = _count_macs(G, lambda: G(z, n_rgb=cfg.g_blocks))
-    g_sampling, _ = _count_macs(G, lambda: G(z, n_rgb=1), fused=False)
+    g_sampling, _ = _count_macs(G, lambda: G(z, n_rgb=1), sampling=True)
     pyramid = [torch.zeros(1, 3, cfg.height >> i, cfg.width >> i) for i in range(cfg.d_lowlevel)]
     mask = torch.zeros(1, cfg.num_classes, cfg.height, cfg.width) if cfg.has_masks else None
     d_ours, d_ref = _count_macs(D, lambda: D(pyramid, mask))

@@ -7,6 +7,11 @@
   whose kernel is the 3x3 kernel box-filtered: 4 instead of 9 MACs per input pixel and no full-resolution
   output.
 
+For exported graphs the upsampling pair has two more forms (UpsampleConv.unfused / .phased, export/graph.py says
+which graph uses which): the plain pair, and the 4-tap phase form that onnxruntime runs fast in fp32 (one 2x2 conv
+giving the four output phases of each channel, then a grouped stride-2 transposed conv with 0/1 weights that puts
+every phase value in its pixel: data movement, not arithmetic).
+
 Both keep nn.Conv2d's parameters (a (out, in, 3, 3) weight and a bias), so state-dict keys, spectral norm
 (applied to the 3x3 weight as before) and reference checkpoints are unchanged; the fused kernel is built
 from the current weight on every call, so gradients reach the 3x3 weight. Results equal the unfused pair
@@ -31,6 +36,48 @@ def upsample_kernel(weight: torch.Tensor) -> torch.Tensor:
     return _upsample_taps(_upsample_taps(weight, 2), 3).transpose(0, 1)
 
 
+PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))   # output (row, column) parity; phase p = 2 * row + column
+
+
+def _phase_taps(w: torch.Tensor, dim: int, parity: int) -> torch.Tensor:
+    """Per dimension, taps (-1, 0, +1) of the 3x3 kernel on the upsampled map -> the 2 taps on the input that
+    output pixels of this parity see (input offsets -1, 0 for even outputs; 0, +1 for odd ones)."""
+    before, centre, after = w.unbind(dim)
+    return torch.stack([before, centre + after] if parity == 0 else [before + centre, after], dim)
+
+
+def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """(out, in, 3, 3) conv weight -> (4 * out, in, 2, 2): at 4c + p, output channel c's kernel for phase p,
+    applied with padding 1 (so phase (a, b) of input pixel (i, j) sits at (i + a, j + b) of the result)."""
+    k = torch.stack([_phase_taps(_phase_taps(weight, 2, a), 3, b) for a, b in PHASES], 1)
+    return k.reshape(-1, *k.shape[2:])
+
+
+def phase_selector(channels: int) -> torch.Tensor:
+    """(4 * channels, 1, 2, 2) 0/1 weight of conv_transpose2d(stride=2, padding=1, groups=channels) that moves
+    phase (a, b) at (i + a, j + b) to output pixel (2i + a, 2j + b): one nonzero tap per output pixel."""
+    select = torch.zeros(4 * channels, 1, 2, 2)
+    for p, (a, b) in enumerate(PHASES):
+        select[p::4, 0, 1 - a, 1 - b] = 1.0
+    return select
+
+
+class PhaseUpsampleConv(nn.Module):
+    """conv3x3(nearest_upsample_x2(x)) with 4 MACs per output pixel (plus a one-pixel border) in ops that
+    onnxruntime's CPU kernels run at full speed: Conv and a grouped ConvTranspose that only moves values."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        out, cin = weight.shape[:2]
+        self.conv = nn.Conv2d(cin, 4 * out, 2, padding=1).to(weight.device)
+        self.conv.load_state_dict({"weight": phase_kernels(weight), "bias": bias.repeat_interleave(4)})
+        self.register_buffer("select", phase_selector(out).to(weight.device))
+        self.channels = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose2d(self.conv(x), self.select, stride=2, padding=1, groups=self.channels)
+
+
 def pool_kernel(weight: torch.Tensor) -> torch.Tensor:
     """(out, in, 3, 3) conv weight -> (out, in, 4, 4) weight of conv2d(stride=2, padding=1): the 3x3 kernel
     summed at the 4 offsets of the 2x2 pooling window, divided by 4."""
@@ -48,12 +95,16 @@ class UpsampleConv(nn.Conv2d):
         return F.conv_transpose2d(x, upsample_kernel(self.weight), self.bias, stride=2, padding=1)
 
     def unfused(self) -> nn.Sequential:
-        """The same function as nearest upsampling + a plain 3x3 conv, for exported graphs: onnxruntime runs
-        ConvTranspose in float even inside int8 (QDQ) graphs, which made the int8 sampler ~1.6x slower, and
-        in fp32 the pair is about as fast there."""
+        """The same function as nearest upsampling + a plain 3x3 conv, for the graph int8 variants are quantized
+        from: onnxruntime runs ConvTranspose in float even inside int8 (QDQ) graphs (the fused form made the int8
+        sampler ~1.6x slower, the phase form no faster), while it quantizes Resize + Conv."""
         conv = nn.Conv2d(self.in_channels, self.out_channels, 3, padding=1).to(self.weight.device)
         conv.load_state_dict({"weight": self.weight.detach(), "bias": self.bias.detach()})
         return nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), conv)
+
+    def phased(self) -> PhaseUpsampleConv:
+        """The same function in the 4-tap phase form, for exported float graphs."""
+        return PhaseUpsampleConv(self.weight.detach(), self.bias.detach())
 
 
 class ConvPool(nn.Conv2d):
