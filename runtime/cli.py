@@ -37,7 +37,8 @@ def main() -> None:
 @click.option("--format", "fmt", type=click.Choice(["png", "webdataset", "npz"]), default="png", show_default=True,
               help="png: images/ + masks/ + metadata.jsonl; webdataset: tar shards; npz: raw array shards.")
 @click.option("--mask-preview", is_flag=True, help="Also write coloured masks to previews/.")
-@click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True)
+@click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True,
+              help="0 = none; 1 = fast (images: Huffman only, about zlib level 6's size); 2-9 = zlib levels.")
 @click.option("--workers", type=click.IntRange(0, 256), default=None,
               help="Encoding processes [CPU count]; 0 = one thread in this process.")
 @click.option("--drop-worst", type=float, default=0.0, show_default=True, metavar="FRACTION",
