@@ -1,7 +1,7 @@
 """Sampling backends on the torch side, registered for the runtime under the entry-point group
 `oneshot_gan.backends` (pyproject.toml) and loaded by `runtime.sampler.load_backend` only when asked for:
 - tensorrt: native TensorRT engines built from the entry's ONNX and cached per GPU (export.tensorrt);
-- torch: the entry's PyTorch weights in eager mode (`runtime bench` compares onnxruntime with it).
+- torch: the entry's PyTorch weights (model.safetensors) on the CPU or a CUDA GPU, fp32 / bf16 / fp16.
 Both follow the runtime's latent scheme, so sample i is the same sample as onnxruntime's up to rounding."""
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from zoo.files import sha256_file
 from .graph import SamplerGraph, fold_spectral_norm
 from .tensorrt import EngineRunner, cached_engine, default_profile
 
-__all__ = ["EngineSampler", "TorchSampler"]
+__all__ = ["EngineSampler", "TorchSampler", "TORCH_DTYPES"]
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class EngineSampler(BaseSampler):
@@ -55,28 +57,85 @@ class EngineSampler(BaseSampler):
 
 
 class TorchSampler(BaseSampler):
-    """The entry's model.safetensors through the exported graph (spectral norm folded), eager, inference mode,
-    channels_last, on the CPU."""
+    """The entry's model.safetensors through the exported graph (spectral norm folded), inference mode,
+    channels-last, in runs of exactly MICRO_BATCH[device] latents (the last one padded), so a sample does not
+    depend on the batch it came in. fp32 or bf16 on the CPU; fp32, bf16 or fp16 on CUDA, where each grid's run
+    is captured once as a CUDA graph and replayed, the uint8 conversion and the argmax run on the GPU, and
+    inputs and outputs move through pinned host memory with asynchronous copies, one synchronisation per call."""
 
-    backend, device = "torch", "cpu"
+    backend = "torch"
 
-    def __init__(self, entry: Entry, precision: str = "fp32"):
-        if precision != "fp32":
-            raise UserError(f"the torch backend runs the fp32 weights only, not {precision}")
-        super().__init__(entry, precision)
+    def __init__(self, entry: Entry, precision: str = "fp32", device: str = "auto", *, cuda_graphs: bool = True,
+                 run_size: int | None = None):
+        """run_size: latents per run [MICRO_BATCH of the device]; samples are reproducible for a fixed one."""
+        if precision not in TORCH_DTYPES:
+            raise UserError(f"the torch backend runs {', '.join(TORCH_DTYPES)}, not {precision}")
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        if device not in ("cpu", "cuda"):
+            raise UserError(f"the torch backend runs on cpu or cuda, not {device}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda: this PyTorch sees no CUDA GPU")
+        if device == "cpu" and precision == "fp16":
+            raise UserError("fp16 on the CPU: PyTorch has no fast kernels for it; use bf16 or fp32")
         weights = entry.root / "model.safetensors"
         if not weights.is_file():
             raise UserError(f"{entry.root}: the torch backend needs model.safetensors (`zoo pull --weights`)")
-        self.model_sha256 = sha256_file(weights)   # what runs here
+        super().__init__(entry, precision, model_sha256=sha256_file(weights))   # the file that runs here
+        self.device, self.dtype = device, TORCH_DTYPES[precision]
         G = Generator(ModelConfig.from_dict(dict(entry.config.model)))
         G.load_state_dict(load_file(str(weights)))
-        self.graph = SamplerGraph(fold_spectral_norm(G)).eval().to(memory_format=torch.channels_last)
+        self.graph = SamplerGraph(fold_spectral_norm(G), dtype=self.dtype).eval().to(
+            device, memory_format=torch.channels_last)
+        self.cuda_graphs = cuda_graphs and device == "cuda"
+        self.run_size = run_size or MICRO_BATCH[device]
+        self._captured: dict[tuple[int, int], tuple] = {}   # grid -> (CUDAGraph, static input, static outputs)
 
     def run(self, indices, seed, grid):
-        z = torch.from_numpy(self.latents(indices, seed, grid))
+        runs = fixed_runs(self.latents(indices, seed, grid), self.run_size)
         with torch.inference_mode():
-            out = self.graph(z)
-        return out[0].numpy(), (out[1].numpy() if len(out) > 1 else None)
+            if self.device == "cpu":
+                outs = [self.graph(torch.from_numpy(z)) for z in runs]
+                host = [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+            else:
+                host = self._run_cuda(runs, tuple(grid))
+        n = len(indices)
+        return host[0][:n].numpy(), (host[1][:n].numpy() if len(host) > 1 else None)
+
+    def _run_cuda(self, runs: list[np.ndarray], grid: tuple[int, int]) -> list[torch.Tensor]:
+        """Every run queued on the GPU back to back (copy in, graph, copy out); one synchronisation at the end."""
+        size = len(runs[0])
+        z_host = torch.from_numpy(np.concatenate(runs)).pin_memory()
+        host = None
+        for i in range(len(runs)):
+            z_gpu, outs = self._step(z_host[i * size:(i + 1) * size], grid)
+            if host is None:
+                host = [torch.empty((len(runs) * size, *o.shape[1:]), dtype=o.dtype, pin_memory=True) for o in outs]
+            for h, o in zip(host, outs):
+                h[i * size:(i + 1) * size].copy_(o, non_blocking=True)
+        torch.cuda.current_stream().synchronize()
+        return host
+
+    def _step(self, z: torch.Tensor, grid: tuple[int, int]):
+        if not self.cuda_graphs:
+            z_gpu = z.to("cuda", non_blocking=True)
+            return z_gpu, self.graph(z_gpu)
+        if grid not in self._captured:
+            static = torch.zeros(z.shape, device="cuda")
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):   # warm-up off the capture: cuDNN picks its algorithms here
+                    self.graph(static)
+            torch.cuda.current_stream().wait_stream(side)
+            captured = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(captured):
+                outs = self.graph(static)
+            self._captured[grid] = (captured, static, outs)
+        captured, static, outs = self._captured[grid]
+        static.copy_(z, non_blocking=True)
+        captured.replay()
+        return static, outs
 
     def describe(self) -> dict:
-        return {"latent_scheme": SCHEME, "precision": "fp32", "device": "cpu", "providers": ["PyTorch eager"]}
+        return {"latent_scheme": SCHEME, "precision": self.precision, "device": self.device,
+                "providers": ["PyTorch" + (" + CUDA graphs" if self.cuda_graphs else " eager")]}

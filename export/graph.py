@@ -48,15 +48,16 @@ def fold_spectral_norm(G: Generator, *, upsampling: str = "resize") -> Generator
 class SamplerGraph(nn.Module):
     """z (B, noise_dim, gh, gw) float32 -> image (B, H, W, 3) uint8, mask (B, H, W) uint8 [, probs (B, M, H, W)]."""
 
-    def __init__(self, G: Generator, probabilities: bool = False, half: bool = False):
+    def __init__(self, G: Generator, probabilities: bool = False, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.G = G.half() if half else G
-        self.half = half
+        self.G = G.to(dtype)
+        self.dtype = dtype
         self.probabilities = probabilities and G.cfg.has_masks
 
     def forward(self, z: torch.Tensor):
-        """half: fp16 weights and arithmetic inside; the latent stays float32 and post-processing runs in fp32."""
-        out = self.G.synthesize(self.G.grid_features(z.half() if self.half else z), n_rgb=1)
+        """dtype: weights and arithmetic inside (fp16/bf16 for GPUs); the latent comes in as float32 and the
+        post-processing runs in float32."""
+        out = self.G.synthesize(self.G.grid_features(z.to(self.dtype)), n_rgb=1)
         image, mask = to_uint8(out.images[-1], out.mask_logits)
         if mask is None:
             return (image,)

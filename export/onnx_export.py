@@ -44,7 +44,8 @@ def to_onnx_bytes(G: Generator, probabilities: bool = False, half: bool = False,
                   upsampling: str = "phases") -> bytes:
     """Export the EMA generator (SN folded, eval mode, only the final RGB and mask heads) to ONNX bytes.
     half: the fp16 variant for GPUs (float32 latent in, uint8 out); upsampling: see export.graph.UPSAMPLING."""
-    graph = SamplerGraph(fold_spectral_norm(G, upsampling=upsampling), probabilities, half).eval()
+    graph = SamplerGraph(fold_spectral_norm(G, upsampling=upsampling), probabilities,
+                         torch.float16 if half else torch.float32).eval()
     cfg = G.cfg
     bounds = grid_bounds(G)
     example = torch.randn(2, cfg.noise_dim, cfg.grid_h + 1, cfg.grid_w + 1)

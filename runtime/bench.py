@@ -2,8 +2,8 @@
 
 - peak: fp32 GEMM (2048^3 MatMul) through onnxruntime, the machine's practical fp32 peak;
 - model-only: onnxruntime fp32 and int8 (and fp16 when present), images/s at the auto batch size;
-- torch: the torch backend (PyTorch eager, registered by the exporter: export.backends) when torch and
-  the entry's model.safetensors are available;
+- torch, torch_bf16: the torch backend on the CPU in fp32 and bf16 (registered by the exporter:
+  export.backends) when torch and the entry's model.safetensors are available;
 - end-to-end: `runtime sample` into a temp folder, PNG images and palette masks written.
 GFLOP/s = 2 x MACs per sample x samples/s, with MACs from the entry's config.
 """
@@ -48,8 +48,8 @@ def measure(kind: str, scene: str, reps: int) -> dict:
         rate = _median_rate(lambda: sess.run(None, {"a": a, "b": a}), 1, reps)
         return {"gflops": 2 * n ** 3 * rate / 1e9}
     entry = find_scene(scene).entry
-    if kind == "torch":
-        return {"samples_per_s": _torch_rate(entry, reps)}
+    if kind in ("torch", "torch_bf16"):
+        return {"samples_per_s": _torch_rate(entry, reps, "bf16" if kind == "torch_bf16" else "fp32")}
     if kind == "end_to_end":
         sampler = Sampler(entry)
         # long enough that starting the encoding processes (~1 s) does not weigh on the rate
@@ -64,14 +64,15 @@ def measure(kind: str, scene: str, reps: int) -> dict:
     return {"samples_per_s": _median_rate(lambda: sampler.run(idx, 0, entry.trained_grid), b, reps), "batch": b}
 
 
-def _torch_rate(entry, reps: int) -> float | None:
-    """The torch backend (registered by the exporter), best of batches 1, 4 and 8; None where it cannot run."""
+def _torch_rate(entry, reps: int, precision: str) -> float | None:
+    """The torch backend (registered by the exporter) on the CPU, best of batches 1, 4 and 8; None where it
+    cannot run."""
     from zoo.errors import UserError
 
     from .sampler import load_backend
 
     try:
-        sampler = load_backend("torch")(entry)
+        sampler = load_backend("torch")(entry, precision, device="cpu")
     except UserError:   # no torch, no exporter, or no model.safetensors
         return None
     grid = entry.trained_grid
@@ -82,7 +83,7 @@ def run_bench(scene: str, reps: int = 5) -> dict:
     from .sampler import find_scene
 
     entry = find_scene(scene).entry
-    kinds = ["peak", *entry.precisions(), "torch", "end_to_end"]
+    kinds = ["peak", *entry.precisions(), "torch", "torch_bf16", "end_to_end"]
     results = {}
     for kind in kinds:
         cmd = [sys.executable, "-m", "runtime.bench", kind, scene, str(reps)]
@@ -105,6 +106,8 @@ def run_bench(scene: str, reps: int = 5) -> dict:
         summary["end_to_end_vs_model"] = results["end_to_end"].get("samples_per_s", 0) / fp32
         if results["torch"].get("samples_per_s"):
             summary["fp32_vs_torch"] = fp32 / results["torch"]["samples_per_s"]
+        if results["torch_bf16"].get("samples_per_s"):
+            summary["torch_bf16_vs_fp32"] = results["torch_bf16"]["samples_per_s"] / fp32
     return summary
 
 
@@ -113,7 +116,8 @@ def format_bench(s: dict) -> str:
              + (f", {s['macs_per_sample'] / 1e9:.2f} GMAC per sample" if s["macs_per_sample"] else "")]
     names = {"peak": "fp32 GEMM peak (onnxruntime MatMul)", "fp32": "model only, onnxruntime fp32",
              "int8": "model only, onnxruntime int8", "fp16": "model only, onnxruntime fp16",
-             "torch": "model only, PyTorch eager", "end_to_end": "runtime sample, PNGs written"}
+             "torch": "model only, torch backend fp32", "torch_bf16": "model only, torch backend bf16",
+             "end_to_end": "runtime sample, PNGs written"}
     for kind, r in s["results"].items():
         if "error" in r:
             lines.append(f"  {names[kind]:38s} failed: {r['error']}")
@@ -124,7 +128,8 @@ def format_bench(s: dict) -> str:
         else:
             extra = f"  {r['gflops']:7.1f} GFLOP/s = {r['fraction_of_peak']:.2f} of peak" if r.get("gflops") else ""
             lines.append(f"  {names[kind]:38s} {r['samples_per_s']:8.2f} samples/s{extra}")
-    for key, label in (("int8_vs_fp32", "int8 / fp32"), ("fp32_vs_torch", "onnxruntime fp32 / PyTorch eager"),
+    for key, label in (("int8_vs_fp32", "int8 / fp32"), ("fp32_vs_torch", "onnxruntime fp32 / PyTorch fp32"),
+                       ("torch_bf16_vs_fp32", "PyTorch bf16 / onnxruntime fp32"),
                        ("end_to_end_vs_model", "end-to-end / model-only fp32")):
         if s.get(key):
             lines.append(f"  {label:38s} {s[key]:8.2f}x")

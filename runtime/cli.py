@@ -29,9 +29,11 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="[auto: about 0.5 M pixels per batch]")
 @click.option("--grid", default=None, help="Latent grid HxW [the trained grid].")
 @click.option("--size", default=None, help="Output size HxW (a multiple of the model's pixels per cell).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True,
-              help="tensorrt: native TensorRT engines (GPU); auto = onnxruntime.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32", show_default=True,
+              help="bf16: the torch backend only.")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
+              show_default=True, help="tensorrt: native TensorRT engines (GPU); torch: the entry's PyTorch weights "
+              "(`zoo pull --weights`), CPU or CUDA; both need the exporter installed. auto = onnxruntime.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True,
               help="onnxruntime provider: cuda/tensorrt need onnxruntime-gpu [auto: cuda if available].")
 @click.option("--format", "fmt", type=click.Choice(["png", "webdataset", "npz"]), default="png", show_default=True,
@@ -66,7 +68,8 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     if grid is not None and size is not None:
         raise UserError("give --grid or --size, not both")
     quiet_downloads(quiet or as_json)   # a Hub scene is pulled on first use
-    sampler = Sampler.from_pretrained(scene, precision=precision, device=device, index=index, hub=hub)
+    sampler = Sampler.from_pretrained(scene, precision=precision, device=device, index=index, hub=hub,
+                                      backend="torch" if backend == "torch" else None)
     g = sampler.grid_for(parse_hw(grid, what="--grid") if grid is not None else None,
                          parse_hw(size, what="--size") if size is not None else None)
     if backend == "tensorrt":

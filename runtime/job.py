@@ -19,7 +19,6 @@ import numpy as np
 from tqdm import tqdm
 
 from zoo.entry import safe_member
-from zoo.entry_config import ONNX_FILES
 from zoo.errors import UserError
 from zoo.quality import SCORE, Scorer, drop_threshold
 from zoo.versions import versions
@@ -75,8 +74,7 @@ def dataset_info(sampler: Sampler, *, scene: str, seed: int, grid, start: int, c
     return {"scene": scene, "entry": str(entry.root.resolve()),
             "repo": found.ref.repo if found else None,
             # the Hub commit; for bundled and local entries, the sha256 of the model file that ran
-            "revision": (found.commit if found else None) or entry.config.files[
-                ONNX_FILES[sampler.precision]].sha256,
+            "revision": (found.commit if found else None) or sampler.model_sha256,
             "model_sha256": sampler.model_sha256,   # of the ONNX file that ran, checked against config.json
             "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
             "start_index": start, "count": count, "format": fmt, "backend": sampler.backend, "device": sampler.device,

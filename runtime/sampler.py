@@ -86,17 +86,20 @@ class BaseSampler:
     device = ""
     scene: ResolvedScene | None = None   # where the entry came from, when made by from_pretrained
 
-    def __init__(self, entry: Entry, precision: str = "fp32"):
+    def __init__(self, entry: Entry, precision: str = "fp32", *, model_sha256: str | None = None):
+        """model_sha256: of the file the samples come from, for backends that run another file than the
+        precision's ONNX (the torch backend: model.safetensors); by default that ONNX, checked against config.json."""
         self.entry, self.precision = entry, precision
-        self.model_sha256 = checked_hash(entry, precision)   # the ONNX file the samples come from
+        self.model_sha256 = model_sha256 or checked_hash(entry, precision)
 
     @classmethod
     def from_pretrained(cls, scene: str | os.PathLike | None = None, *, index: str | None = None,
-                        hub: Hub | None = None, **kwargs) -> "BaseSampler":
+                        hub: Hub | None = None, backend: str | None = None, **kwargs) -> "BaseSampler":
         """A bundled name, an index name, `org/repo[@revision]` (pulled once, then from the cache) or a folder.
-        `hub` (zoo.hub.Hub) sets endpoint, token, cache and offline mode [from the environment]."""
+        `hub` (zoo.hub.Hub) sets endpoint, token, cache and offline mode [from the environment]; `backend`
+        (torch, tensorrt) picks a sampler the exporter registers [this class]."""
         found = find_scene(scene, index, hub)
-        sampler = cls(found.entry, **kwargs)
+        sampler = (load_backend(backend) if backend else cls)(found.entry, **kwargs)
         sampler.scene = found
         return sampler
 
