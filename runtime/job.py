@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -101,14 +102,18 @@ def check_resume(out: Path, info: dict) -> None:
                         "use a new --out")
 
 
-def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int = 0, start: int = 0,
-                     grid=None, batch_size: int | None = None, workers: int | None = None, compress_level: int = 1,
-                     mask_preview: bool = False, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-                     argv: list[str] | None = None, fmt: str = "png", drop_worst: float = 0.0) -> dict:
-    """Write samples start .. start+count-1; returns a summary. Ctrl-C leaves only complete samples.
-    drop_worst: leave out samples whose quality score is above the (1 - drop_worst) quantile of the scores of
-    the first CALIBRATION samples (all of them when count is smaller), so whether sample i is kept depends only
-    on (seed, start, i), never on batching or resuming."""
+class Job(NamedTuple):
+    grid: tuple[int, int]
+    batch_size: int
+    info: dict          # dataset.json
+    done: set[int]      # indices already complete (--resume)
+    scorer: Scorer | None
+
+
+def start_job(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int, start: int, grid, batch_size,
+              workers, resume: bool, overwrite: bool, argv, fmt: str, drop_worst: float, mask_preview: bool) -> Job:
+    """Everything before the first sample, shared by the local and the Ray jobs: check the request, prepare
+    (or check, on --resume) the output folder, write dataset.json."""
     if count <= 0 or start < 0 or start + count > MAX_INDEX:
         raise UserError(f"samples {start} .. {start + count - 1}: --count must be positive and indices within "
                         f"0 .. {MAX_INDEX - 1}")
@@ -134,7 +139,21 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
         (out / sub).mkdir(exist_ok=True)
     atomic_write(out / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
     done = complete_indices(out, fmt) if resume else set()
-    done = {i for i in done if start <= i < start + count}
+    return Job(grid, batch_size, info, {i for i in done if start <= i < start + count}, scorer)
+
+
+def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int = 0, start: int = 0,
+                     grid=None, batch_size: int | None = None, workers: int | None = None, compress_level: int = 1,
+                     mask_preview: bool = False, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+                     argv: list[str] | None = None, fmt: str = "png", drop_worst: float = 0.0) -> dict:
+    """Write samples start .. start+count-1; returns a summary. Ctrl-C leaves only complete samples.
+    drop_worst: leave out samples whose quality score is above the (1 - drop_worst) quantile of the scores of
+    the first CALIBRATION samples (all of them when count is smaller), so whether sample i is kept depends only
+    on (seed, start, i), never on batching or resuming."""
+    grid, batch_size, info, done, scorer = start_job(
+        sampler, out, scene=scene, count=count, seed=seed, start=start, grid=grid, batch_size=batch_size,
+        workers=workers, resume=resume, overwrite=overwrite, argv=argv, fmt=fmt, drop_worst=drop_worst,
+        mask_preview=mask_preview)
     workers = max(1, os.cpu_count() or 1) if workers is None else workers
     palette = flat_palette(sampler.entry.palette) if sampler.entry.has_masks else []
     t0 = time.perf_counter()
