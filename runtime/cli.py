@@ -48,12 +48,18 @@ def main() -> None:
                    "`trainer eval` reports it; OSMIS drops 0.15).")
 @click.option("--resume", is_flag=True, help="Skip samples already complete in --out.")
 @click.option("--overwrite", is_flag=True)
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Sample and write on a Ray cluster (the `ray` extra): same files, same bytes.")
+@click.option("--address", default=None, help="With --ray: the cluster [$RAY_ADDRESS, else a local Ray].")
+@click.option("--actors", type=click.IntRange(1, 100_000), default=None,
+              help="With --ray: sampling actors, one CPU each [the cluster's CPUs].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 @hub_options
 @user_errors
 def sample(scene, count, out, seed, start_index, batch_size, grid, size, precision, backend, device, fmt, mask_preview,
-           png_compression, workers, drop_worst, resume, overwrite, as_json, quiet, hub, index):
+           png_compression, workers, drop_worst, resume, overwrite, use_ray, address, actors, as_json, quiet, hub,
+           index):
     """Write COUNT new image/mask pairs of SCENE to --out.
 
     SCENE: a bundled or index name, org/repo[@revision] on the Hugging Face Hub (pulled once, then used
@@ -75,11 +81,20 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     if backend == "tensorrt":
         found, sampler = sampler.scene, load_backend(backend)(sampler.entry, precision, grid=g)
         sampler.scene = found
+    if not use_ray and (address or actors):
+        raise UserError("--address and --actors go with --ray")
+    if use_ray and drop_worst:
+        raise UserError("--drop-worst is not available with --ray")
+    job = dict(scene=sampler.scene.ref.label, count=count, seed=seed, start=start_index, grid=g, batch_size=batch_size,
+               compress_level=png_compression, mask_preview=mask_preview, resume=resume, overwrite=overwrite,
+               quiet=quiet, fmt=fmt)
     try:
-        summary = sample_to_folder(sampler, Path(out), scene=sampler.scene.ref.label, count=count, seed=seed,
-                                   start=start_index, grid=g, batch_size=batch_size, workers=workers,
-                                   compress_level=png_compression, mask_preview=mask_preview, resume=resume,
-                                   overwrite=overwrite, quiet=quiet, fmt=fmt, drop_worst=drop_worst)
+        if use_ray:
+            from .ray import sample_to_folder_on_ray
+
+            summary = sample_to_folder_on_ray(sampler, Path(out), actors=actors, address=address, **job)
+        else:
+            summary = sample_to_folder(sampler, Path(out), workers=workers, drop_worst=drop_worst, **job)
     except Interrupted as e:
         click.echo(f"interrupted: {e.complete} samples are complete in {out}; finish with --resume", err=True)
         sys.exit(130)

@@ -16,9 +16,12 @@ from zoo.entry import Entry
 from zoo.files import sha256_file
 
 
-def test_runtime_does_not_import_torch():
-    code = "import sys, runtime, runtime.cli, runtime.job, zoo.entry; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+def test_runtime_does_not_import_torch_or_ray():
+    """The single-machine path loads neither torch nor Ray (only `--ray` and runtime.ray do)."""
+    code = ("import sys, runtime, runtime.cli, runtime.job, zoo.entry\n"
+            "sys.exit(sorted({'torch', 'ray'} & {m.split('.')[0] for m in sys.modules}) or None)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
 
 
 def test_latents_depend_only_on_seed_and_index():

@@ -1,0 +1,228 @@
+"""Sampling on a Ray cluster (the `ray` extra; imported only by `runtime sample --ray` and by users).
+
+    from runtime.ray import sample_dataset
+    ds = sample_dataset("coins", 100_000, seed=0)   # ray.data.Dataset: index, image (H, W, 3), mask (H, W) uint8
+
+The scene is resolved and hash-checked once, on the driver; its config.json and ONNX go to the actors through
+the object store (nothing is downloaded per actor, no shared disk needed). Each actor loads one single-threaded
+onnxruntime session and samples through the runtime's Sampler, so sample i depends only on (seed, i): the
+cluster gives the bytes a local `runtime sample` gives. `runtime sample --ray` writes with the same writers as
+the local job (runtime.writer, runtime.webdataset), each actor writing whole work units (a run of indices, or
+one shard) by rename, so a killed job leaves only complete files and `--resume` finishes what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from zoo.entry import Entry
+from zoo.entry_config import ONNX_FILES
+from zoo.errors import UserError
+
+from .job import SHARD_SIZE, start_job, todo_blocks
+from .sampler import Sampler, find_scene
+from .webdataset import write_shard
+from .writer import SHARD_EXT, encode_batch, flat_palette, shard_name, write_metadata, complete_indices, write_npz
+
+__all__ = ["sample_dataset", "sample_to_folder_on_ray", "connect"]
+
+
+def connect(address: str | None = None) -> bool:
+    """ray.init: `address`, else $RAY_ADDRESS, else a local instance. Returns whether this call started Ray
+    (so the caller shuts it down). One-line errors for a missing extra or an address that does not answer."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs Ray: pip install 'oneshot-gan[ray]'") from None
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address not in (None, "auto", "local"):
+        _check_reachable(address)
+    if ray.is_initialized():   # the caller's own Ray session (a pipeline, a test)
+        return False
+    for name in ("ray", "ray.data"):   # Ray Data logs every execution at INFO; our progress bar says enough
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+        raise UserError(f"Ray at {address or 'a new local instance'}: {str(e).splitlines()[0][:200]}") from None
+    ctx = _data_context()
+    ctx.enable_progress_bars = False   # our own bar (or none with -q)
+    return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to the head within seconds: ray.init retries an address that does not answer for minutes."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address must look like HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"Ray at {address}: nothing answers ({e.strerror or e}); is the head running "
+                        "(`ray start --head`)?") from None
+
+
+def _data_context():
+    import ray.data
+
+    return ray.data.DataContext.get_current()
+
+
+def _payload(entry: Entry, precision: str) -> dict[str, bytes]:
+    """What an actor needs to sample: config.json and the precision's ONNX (both checked on the driver)."""
+    return {name: (entry.root / name).read_bytes() for name in ("config.json", ONNX_FILES[precision])}
+
+
+def _open(payload, precision: str) -> Sampler:
+    import ray
+
+    if isinstance(payload, ray.ObjectRef):   # constructor arguments arrive unresolved
+        payload = ray.get(payload)
+    root = Path(tempfile.mkdtemp(prefix="oneshot-gan-entry-"))
+    for name, data in payload.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return Sampler(Entry.load(root), precision, threads=1)   # checks the ONNX against config.json again
+
+
+class _Sample:
+    """Actor: one sampler, loaded once; rows of [lo, hi) index ranges in, one row per sample out."""
+
+    def __init__(self, payload, precision: str, seed: int, grid: tuple[int, int]):
+        self.sampler, self.seed, self.grid = _open(payload, precision), seed, tuple(grid)
+
+    def __call__(self, batch: dict) -> dict:
+        idx = np.concatenate([np.arange(int(lo), int(hi), dtype=np.int64) for lo, hi in zip(batch["lo"], batch["hi"])])
+        images, masks = self.sampler.run(idx, self.seed, self.grid)
+        return {"index": idx, "image": images, **({"mask": masks} if masks is not None else {})}
+
+
+def sample_dataset(scene: str, count: int, *, seed: int = 0, start: int = 0, grid: tuple[int, int] | None = None,
+                   precision: str = "fp32", actors: int | None = None, batch_size: int = 16, index: str | None = None,
+                   hub=None):
+    """A ray.data.Dataset of samples start .. start+count-1 with columns index, image (H, W, 3 uint8) and mask
+    (H, W uint8 class ids; absent for models without masks), batch_size samples per actor call. Connects to
+    Ray first if needed. The rows are index ranges made on the driver (no read tasks: actors may hold every CPU)."""
+    import ray
+    import ray.data
+
+    connect()
+    found = find_scene(scene, index, hub)
+    sampler = Sampler(found.entry, precision, threads=1)
+    grid = sampler.grid_for(grid)
+    payload = ray.put(_payload(found.entry, precision))
+    units = [{"lo": lo, "hi": min(lo + batch_size, start + count)} for lo in range(start, start + count, batch_size)]
+    return ray.data.from_items(units).map_batches(
+        _Sample, fn_constructor_kwargs={"payload": payload, "precision": precision, "seed": seed, "grid": grid},
+        batch_size=1, batch_format="numpy", num_cpus=1, compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
+
+
+def _cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class _Write:
+    """Actor: samples one work unit (a run of indices, or one shard's) and writes it with the local job's writers."""
+
+    def __init__(self, payload, precision: str, seed: int, grid, out: str, fmt: str, compress_level: int,
+                 mask_preview: bool):
+        self.sampler = _open(payload, precision)
+        self.seed, self.grid, self.out, self.fmt = seed, tuple(grid), out, fmt
+        self.compress_level, self.mask_preview = compress_level, mask_preview
+        entry = self.sampler.entry
+        self.palette = flat_palette(entry.palette) if entry.has_masks else []
+
+    def __call__(self, batch: dict) -> dict:
+        written = 0
+        for lo, hi in zip(batch["lo"], batch["hi"]):
+            idx = np.arange(int(lo), int(hi), dtype=np.int64)
+            images, masks = self.sampler.run(idx, self.seed, self.grid)
+            if self.fmt == "png":
+                encode_batch(self.out, idx, images, masks, self.palette, self.compress_level, self.mask_preview)
+            else:
+                path = Path(self.out) / "shards" / (shard_name(idx) + SHARD_EXT[self.fmt])
+                if self.fmt == "webdataset":
+                    write_shard(path, idx, images, masks, self.palette, self.compress_level)
+                else:
+                    write_npz(path, idx, images, masks)
+            written += len(idx)
+        return {"written": np.asarray([written])}
+
+
+def _units(start: int, count: int, done: set[int], fmt: str, batch_size: int) -> list[tuple[int, int]]:
+    """Work units as [lo, hi) index ranges: for shards, the shard-aligned groups the local job writes; for PNGs,
+    contiguous runs of at most batch_size indices still to do."""
+    if fmt != "png":
+        end, units = start + count, []
+        for s in range(start // SHARD_SIZE, (end - 1) // SHARD_SIZE + 1):
+            lo, hi = max(start, s * SHARD_SIZE), min(end, (s + 1) * SHARD_SIZE)
+            if lo not in done:   # a shard is whole or absent
+                units.append((lo, hi))
+        return units
+    units = []
+    for block in todo_blocks(start, count, done):
+        for run in np.split(block, np.flatnonzero(np.diff(block) != 1) + 1):
+            units += [(int(run[i]), int(run[min(i + batch_size, len(run)) - 1]) + 1)
+                      for i in range(0, len(run), batch_size)]
+    return units
+
+
+def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int = 0, start: int = 0,
+                            grid=None, batch_size: int | None = None, compress_level: int = 1,
+                            mask_preview: bool = False, resume: bool = False, overwrite: bool = False,
+                            quiet: bool = False, argv: list[str] | None = None, fmt: str = "png",
+                            actors: int | None = None, address: str | None = None) -> dict:
+    """`runtime sample --ray`: the local job's folder, files and dataset.json, written by Ray actors."""
+    import ray
+    import ray.data
+    from tqdm import tqdm
+
+    if sampler.backend != "onnxruntime":
+        raise UserError("--ray samples with onnxruntime (--backend auto or onnxruntime)")
+    started = connect(address)
+    try:
+        job = start_job(sampler, out, scene=scene, count=count, seed=seed, start=start, grid=grid,
+                        batch_size=batch_size, workers=None, resume=resume, overwrite=overwrite, argv=argv, fmt=fmt,
+                        drop_worst=0.0, mask_preview=mask_preview)
+        units = _units(start, count, job.done, fmt, job.batch_size)
+        t0 = time.perf_counter()
+        written = 0
+        if units:
+            payload = ray.put(_payload(sampler.entry, sampler.precision))
+            ds = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in units])
+            ds = ds.map_batches(_Write, fn_constructor_kwargs={
+                "payload": payload, "precision": sampler.precision, "seed": seed, "grid": job.grid, "out": str(out),
+                "fmt": fmt, "compress_level": compress_level, "mask_preview": mask_preview},
+                batch_size=1, batch_format="numpy", num_cpus=1,
+                compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
+            with tqdm(total=count, initial=len(job.done), unit="sample", disable=quiet, dynamic_ncols=True,
+                      desc="sample (ray)") as bar:
+                try:
+                    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                        n = int(np.sum(batch["written"]))
+                        written += n
+                        bar.update(n)
+                except ray.exceptions.RayError as e:   # an actor failed: say what, keep what is written
+                    reason = str(e).strip().splitlines()[-1][:300]
+                    raise UserError(f"{out}: the Ray job failed ({reason}); {len(complete_indices(out, fmt))} "
+                                    "samples are complete, finish with --resume") from None
+        if fmt == "png":
+            write_metadata(out, complete_indices(out), seed, sampler.entry.has_masks)
+        elapsed = time.perf_counter() - t0
+    finally:
+        if started:
+            ray.shutdown()
+    return {"out": str(out), "written": written, "skipped": len(job.done), "dropped": 0,
+            "seconds": round(elapsed, 3), "samples_per_s": round(written / elapsed, 2) if written else 0.0,
+            "batch_size": job.batch_size, "workers": actors, "ray": True,
+            **{k: job.info[k] for k in ("grid", "size", "precision", "seed")}}

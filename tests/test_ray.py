@@ -1,0 +1,77 @@
+"""Sampling on Ray (a local instance, 2 CPUs): the same samples and the same files as the local job."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+ray = pytest.importorskip("ray", reason="the `ray` extra is not installed (pip install 'oneshot-gan[ray]')")
+
+from runtime.cli import main as runtime_cli  # noqa: E402
+from runtime.job import sample_to_folder  # noqa: E402
+from runtime.ray import sample_dataset, sample_to_folder_on_ray  # noqa: E402
+from runtime.sampler import Sampler  # noqa: E402
+from zoo.entry import Entry  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _files(folder):
+    """Every file's bytes, dataset.json without the command line that made it."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            data = p.read_bytes()
+            if p.name == "dataset.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "command"}).encode()
+            out[p.relative_to(folder).as_posix()] = data
+    return out
+
+
+def test_a_dataset_of_samples_is_the_local_sampler_s(entry):
+    ds = sample_dataset(str(entry), 10, seed=3, start=5, actors=2, batch_size=3)
+    rows = sorted(ds.take_all(), key=lambda r: r["index"])
+    images, masks = Sampler(Entry.load(entry)).sample(indices=np.arange(5, 15), seed=3)
+    assert [r["index"] for r in rows] == list(range(5, 15))
+    assert np.array_equal(np.stack([r["image"] for r in rows]), images)
+    assert np.array_equal(np.stack([r["mask"] for r in rows]), masks)
+
+
+@pytest.mark.parametrize("fmt", ["png", "webdataset", "npz"])
+def test_the_cluster_writes_the_bytes_the_local_job_writes(entry, tmp_path, fmt):
+    sampler = Sampler(Entry.load(entry))
+    job = dict(scene="s", count=300, seed=1, start=200, batch_size=7, fmt=fmt, quiet=True, argv=[])
+    sample_to_folder(sampler, tmp_path / "local", **job)
+    sample_to_folder_on_ray(sampler, tmp_path / "ray", actors=2, **job)
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+
+
+def test_resume_on_the_cluster_finishes_only_what_is_missing(entry, tmp_path):
+    out = tmp_path / "o"
+    args = ["sample", str(entry), "--out", str(out), "--count", "30", "--batch-size", "4", "-q"]
+    assert CliRunner().invoke(runtime_cli, args).exit_code == 0
+    full = _files(out)
+    for i in (0, 7, 8, 29):   # as if the job had been killed before these were written
+        (out / f"images/{i:09d}.png").unlink()
+    before = {p: (out / p).stat().st_mtime_ns for p in full if p.startswith("images/") and (out / p).exists()}
+    res = CliRunner().invoke(runtime_cli, args + ["--ray", "--actors", "2", "--resume", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["written"] == 4 and summary["skipped"] == 26
+    assert _files(out) == full
+    assert all((out / p).stat().st_mtime_ns == t for p, t in before.items())   # nothing else rewritten
+
+
+def test_ray_options_and_addresses_are_one_line_errors(entry, tmp_path):
+    base = ["sample", str(entry), "--out", str(tmp_path / "o"), "--count", "2", "-q"]
+    for args, message in ((["--actors", "2"], "go with --ray"), (["--ray", "--drop-worst", "0.1"], "not available"),
+                          (["--ray", "--address", "nonsense"], "HOST:PORT"),
+                          (["--ray", "--address", "127.0.0.1:1"], "nothing answers")):
+        res = CliRunner().invoke(runtime_cli, base + args)
+        assert res.exit_code == 1 and message in res.output and res.output.count("\n") == 1, res.output
