@@ -178,13 +178,10 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
                 dropped += gone.tolist()
                 bar.update(len(gone))
                 idx, images, masks = idx[keep], images[keep], None if masks is None else masks[keep]
-            if fmt == "png" and len(idx):
-                pending.add(pool.submit(encode_batch, str(out), idx, images, masks, palette, compress_level,
-                                        mask_preview))
-            for s_idx, s_img, s_mask in (shards.add(idx, images, masks, gone) if fmt != "png" else []):
-                path = out / "shards" / (shard_name(s_idx) + SHARD_EXT[fmt])
-                pending.add(pool.submit(write_shard, path, s_idx, s_img, s_mask, palette, compress_level)
-                            if fmt == "webdataset" else pool.submit(write_npz, path, s_idx, s_img, s_mask))
+            units = ([(idx, images, masks)] if len(idx) else []) if fmt == "png" else \
+                shards.add(idx, images, masks, gone)
+            for unit in units:
+                pending.add(pool.submit(write_unit, str(out), fmt, *unit, palette, compress_level, mask_preview))
             while len(pending) >= 2 * max(1, workers):
                 pending = _collect(pending, written, bar, FIRST_COMPLETED)
         pending = _collect(pending, written, bar, None)
@@ -211,6 +208,18 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
             "dropped": len(dropped),
             "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
             "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
+
+
+def write_unit(out: str, fmt: str, indices, images, masks, palette: list[int], compress_level: int,
+               mask_preview: bool) -> list[int]:
+    """Runs in an encoder (or a Ray actor): one unit of the output, a batch of PNG pairs or one whole shard,
+    written by rename; returns its indices. The local and the Ray jobs both write through here."""
+    if fmt == "png":
+        return encode_batch(out, indices, images, masks, palette, compress_level, mask_preview)
+    path = Path(out) / "shards" / (shard_name(indices) + SHARD_EXT[fmt])
+    if fmt == "webdataset":
+        return write_shard(path, indices, images, masks, palette, compress_level)
+    return write_npz(path, indices, images, masks)
 
 
 def _stop(pool) -> None:

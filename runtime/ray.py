@@ -26,10 +26,9 @@ from zoo.entry import Entry
 from zoo.entry_config import ONNX_FILES
 from zoo.errors import UserError
 
-from .job import SHARD_SIZE, start_job, todo_blocks
+from .job import SHARD_SIZE, start_job, todo_blocks, write_unit
 from .sampler import Sampler, find_scene
-from .webdataset import write_shard
-from .writer import SHARD_EXT, encode_batch, flat_palette, shard_name, write_metadata, complete_indices, write_npz
+from .writer import complete_indices, flat_palette, write_metadata
 
 __all__ = ["sample_dataset", "sample_to_folder_on_ray", "connect"]
 
@@ -81,7 +80,7 @@ def _payload(entry: Entry, precision: str) -> dict[str, bytes]:
     return {name: (entry.root / name).read_bytes() for name in ("config.json", ONNX_FILES[precision])}
 
 
-def _open(payload, precision: str) -> Sampler:
+def _open(payload, precision: str, device: str = "cpu") -> Sampler:
     import ray
 
     if isinstance(payload, ray.ObjectRef):   # constructor arguments arrive unresolved
@@ -90,7 +89,8 @@ def _open(payload, precision: str) -> Sampler:
     for name, data in payload.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
-    return Sampler(Entry.load(root), precision, threads=1)   # checks the ONNX against config.json again
+    # checks the ONNX against config.json again; one thread: one actor per CPU
+    return Sampler(Entry.load(root), precision, device=device, threads=1 if device == "cpu" else None)
 
 
 class _Sample:
@@ -134,9 +134,9 @@ def _cluster_cpus() -> int:
 class _Write:
     """Actor: samples one work unit (a run of indices, or one shard's) and writes it with the local job's writers."""
 
-    def __init__(self, payload, precision: str, seed: int, grid, out: str, fmt: str, compress_level: int,
-                 mask_preview: bool):
-        self.sampler = _open(payload, precision)
+    def __init__(self, payload, precision: str, device: str, seed: int, grid, out: str, fmt: str,
+                 compress_level: int, mask_preview: bool):
+        self.sampler = _open(payload, precision, device)
         self.seed, self.grid, self.out, self.fmt = seed, tuple(grid), out, fmt
         self.compress_level, self.mask_preview = compress_level, mask_preview
         entry = self.sampler.entry
@@ -147,14 +147,7 @@ class _Write:
         for lo, hi in zip(batch["lo"], batch["hi"]):
             idx = np.arange(int(lo), int(hi), dtype=np.int64)
             images, masks = self.sampler.run(idx, self.seed, self.grid)
-            if self.fmt == "png":
-                encode_batch(self.out, idx, images, masks, self.palette, self.compress_level, self.mask_preview)
-            else:
-                path = Path(self.out) / "shards" / (shard_name(idx) + SHARD_EXT[self.fmt])
-                if self.fmt == "webdataset":
-                    write_shard(path, idx, images, masks, self.palette, self.compress_level)
-                else:
-                    write_npz(path, idx, images, masks)
+            write_unit(self.out, self.fmt, idx, images, masks, self.palette, self.compress_level, self.mask_preview)
             written += len(idx)
         return {"written": np.asarray([written])}
 
@@ -201,7 +194,8 @@ def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: i
             payload = ray.put(_payload(sampler.entry, sampler.precision))
             ds = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in units])
             ds = ds.map_batches(_Write, fn_constructor_kwargs={
-                "payload": payload, "precision": sampler.precision, "seed": seed, "grid": job.grid, "out": str(out),
+                "payload": payload, "precision": sampler.precision, "device": sampler.device, "seed": seed,
+                "grid": job.grid, "out": str(out),
                 "fmt": fmt, "compress_level": compress_level, "mask_preview": mask_preview},
                 batch_size=1, batch_format="numpy", num_cpus=1,
                 compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
