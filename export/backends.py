@@ -58,7 +58,7 @@ class EngineSampler(BaseSampler):
 
 class TorchSampler(BaseSampler):
     """The entry's model.safetensors through the exported graph (spectral norm folded), inference mode,
-    channels-last, in runs of exactly MICRO_BATCH[device] latents (the last one padded), so a sample does not
+    channels-last, in runs of exactly run_size latents (the last one padded), so a sample does not
     depend on the batch it came in. fp32 or bf16 on the CPU; fp32, bf16 or fp16 on CUDA, where each grid's run
     is captured once as a CUDA graph and replayed, the uint8 conversion and the argmax run on the GPU, and
     inputs and outputs move through pinned host memory with asynchronous copies, one synchronisation per call."""
@@ -107,7 +107,7 @@ class TorchSampler(BaseSampler):
         z_host = torch.from_numpy(np.concatenate(runs)).pin_memory()
         host = None
         for i in range(len(runs)):
-            z_gpu, outs = self._step(z_host[i * size:(i + 1) * size], grid)
+            outs = self._step(z_host[i * size:(i + 1) * size], grid)
             if host is None:
                 host = [torch.empty((len(runs) * size, *o.shape[1:]), dtype=o.dtype, pin_memory=True) for o in outs]
             for h, o in zip(host, outs):
@@ -115,10 +115,10 @@ class TorchSampler(BaseSampler):
         torch.cuda.current_stream().synchronize()
         return host
 
-    def _step(self, z: torch.Tensor, grid: tuple[int, int]):
+    def _step(self, z: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        """One run's outputs on the GPU (queued, not waited for); z: a pinned host slice that outlives the copy."""
         if not self.cuda_graphs:
-            z_gpu = z.to("cuda", non_blocking=True)
-            return z_gpu, self.graph(z_gpu)
+            return self.graph(z.to("cuda", non_blocking=True))
         if grid not in self._captured:
             static = torch.zeros(z.shape, device="cuda")
             side = torch.cuda.Stream()
@@ -134,7 +134,7 @@ class TorchSampler(BaseSampler):
         captured, static, outs = self._captured[grid]
         static.copy_(z, non_blocking=True)
         captured.replay()
-        return static, outs
+        return outs
 
     def describe(self) -> dict:
         return {"latent_scheme": SCHEME, "precision": self.precision, "device": self.device,
