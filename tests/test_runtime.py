@@ -431,6 +431,7 @@ def test_encoders_never_see_ctrl_c_even_while_starting():
 
     from runtime.job import encoder_pool
 
+    before = signal.getsignal(signal.SIGINT)   # SIG_IGN where the test runner itself was started in the background
     pool = encoder_pool(2)
     try:
         pids = list(pool._processes)
@@ -441,7 +442,7 @@ def test_encoders_never_see_ctrl_c_even_while_starting():
             assert ignored & (1 << (signal.SIGINT - 1)), pid
     finally:
         pool.shutdown()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_ctrl_c_to_the_process_group_is_one_line(entry, tmp_path):
@@ -452,7 +453,9 @@ def test_ctrl_c_to_the_process_group_is_one_line(entry, tmp_path):
     cli = Path(sys.executable).parent / "runtime"
     proc = subprocess.Popen([str(cli), "sample", str(entry), "--out", str(out), "--count", "1000000",
                              "--workers", "2", "--batch-size", "8", "-q"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)   # its own group, as in a terminal
+                            stderr=subprocess.PIPE, start_new_session=True,   # its own group, as in a terminal,
+                            # and Ctrl-C not ignored (a shell starts background jobs, e.g. a CI runner, with SIG_IGN)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not ((out / "images").is_dir() and any((out / "images").iterdir())):
