@@ -120,7 +120,7 @@ def sample_dataset(scene: str, count: int, *, seed: int = 0, start: int = 0, gri
     grid = sampler.grid_for(grid)
     payload = ray.put(_payload(found.entry, precision))
     units = [{"lo": lo, "hi": min(lo + batch_size, start + count)} for lo in range(start, start + count, batch_size)]
-    return ray.data.from_items(units).map_batches(
+    return ray.data.from_items(units, override_num_blocks=min(len(units), 4096)).map_batches(
         _Sample, fn_constructor_kwargs={"payload": payload, "precision": precision, "seed": seed, "grid": grid},
         batch_size=1, batch_format="numpy", num_cpus=1, compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
 
@@ -192,7 +192,9 @@ def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: i
         written = 0
         if units:
             payload = ray.put(_payload(sampler.entry, sampler.precision))
-            ds = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in units])
+            # one block per unit (up to 4096): every actor gets work, and a killed actor loses one unit
+            ds = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in units],
+                                     override_num_blocks=min(len(units), 4096))
             ds = ds.map_batches(_Write, fn_constructor_kwargs={
                 "payload": payload, "precision": sampler.precision, "device": sampler.device, "seed": seed,
                 "grid": job.grid, "out": str(out),
