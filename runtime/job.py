@@ -187,12 +187,12 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
         pending = _collect(pending, written, bar, None)
     except KeyboardInterrupt:
         _stop(pool)
-        _finish(out, seed, sampler, fmt)
+        finish_job(out, seed, sampler, fmt)
         raise Interrupted(len(complete_indices(out, fmt))) from None
     except OSError as e:
         _stop(pool)
         try:
-            _finish(out, seed, sampler, fmt)
+            finish_job(out, seed, sampler, fmt)
         except OSError:
             pass  # the disk is still full; --resume rebuilds metadata.jsonl from the complete files
         complete = len(complete_indices(out, fmt))
@@ -202,7 +202,7 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
     finally:
         _stop(pool)
         bar.close()
-    _finish(out, seed, sampler, fmt)
+    finish_job(out, seed, sampler, fmt)
     elapsed = time.perf_counter() - t0
     return {"out": str(out), "written": len(written), "skipped": len(done),
             "dropped": len(dropped),
@@ -284,7 +284,8 @@ def _collect(pending, written, bar, mode):
     return pending
 
 
-def _finish(out: Path, seed: int, sampler: Sampler, fmt: str) -> None:
+def finish_job(out: Path, seed: int, sampler: Sampler, fmt: str) -> None:
+    """After the last sample (local or Ray, interrupted or not): the PNG folder's metadata.jsonl."""
     if fmt == "png":
         write_metadata(out, complete_indices(out), seed, sampler.entry.has_masks)
 

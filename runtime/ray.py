@@ -26,9 +26,9 @@ from zoo.entry import Entry
 from zoo.entry_config import ONNX_FILES
 from zoo.errors import UserError
 
-from .job import SHARD_SIZE, start_job, todo_blocks, write_unit
+from .job import SHARD_SIZE, finish_job, start_job, todo_blocks, write_unit
 from .sampler import Sampler, find_scene
-from .writer import complete_indices, flat_palette, write_metadata
+from .writer import complete_indices, flat_palette
 
 __all__ = ["sample_dataset", "sample_to_folder_on_ray", "connect"]
 
@@ -38,6 +38,7 @@ def connect(address: str | None = None) -> bool:
     (so the caller shuts it down). One-line errors for a missing extra or an address that does not answer."""
     try:
         import ray
+        import ray.data
     except ImportError:
         raise UserError("--ray needs Ray: pip install 'oneshot-gan[ray]'") from None
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -51,8 +52,7 @@ def connect(address: str | None = None) -> bool:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
         raise UserError(f"Ray at {address or 'a new local instance'}: {str(e).splitlines()[0][:200]}") from None
-    ctx = _data_context()
-    ctx.enable_progress_bars = False   # our own bar (or none with -q)
+    ray.data.DataContext.get_current().enable_progress_bars = False   # our own bar (or none with -q)
     return True
 
 
@@ -69,12 +69,6 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                         "(`ray start --head`)?") from None
 
 
-def _data_context():
-    import ray.data
-
-    return ray.data.DataContext.get_current()
-
-
 def _payload(entry: Entry, precision: str) -> dict[str, bytes]:
     """What an actor needs to sample: config.json and the precision's ONNX (both checked on the driver)."""
     return {name: (entry.root / name).read_bytes() for name in ("config.json", ONNX_FILES[precision])}
@@ -85,12 +79,13 @@ def _open(payload, precision: str, device: str = "cpu") -> Sampler:
 
     if isinstance(payload, ray.ObjectRef):   # constructor arguments arrive unresolved
         payload = ray.get(payload)
-    root = Path(tempfile.mkdtemp(prefix="oneshot-gan-entry-"))
-    for name, data in payload.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-    # checks the ONNX against config.json again; one thread: one actor per CPU
-    return Sampler(Entry.load(root), precision, device=device, threads=1 if device == "cpu" else None)
+    with tempfile.TemporaryDirectory(prefix="oneshot-gan-entry-") as tmp:   # the session holds the model after
+        root = Path(tmp)
+        for name, data in payload.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(data)
+        # checks the ONNX against config.json again; one thread: one actor per CPU
+        return Sampler(Entry.load(root), precision, device=device, threads=1 if device == "cpu" else None)
 
 
 class _Sample:
@@ -114,6 +109,8 @@ def sample_dataset(scene: str, count: int, *, seed: int = 0, start: int = 0, gri
     import ray
     import ray.data
 
+    if count <= 0 or start < 0:
+        raise UserError(f"samples {start} .. {start + count - 1}: count must be positive and start >= 0")
     connect()
     found = find_scene(scene, index, hub)
     sampler = Sampler(found.entry, precision, threads=1)
@@ -212,8 +209,7 @@ def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: i
                     reason = str(e).strip().splitlines()[-1][:300]
                     raise UserError(f"{out}: the Ray job failed ({reason}); {len(complete_indices(out, fmt))} "
                                     "samples are complete, finish with --resume") from None
-        if fmt == "png":
-            write_metadata(out, complete_indices(out), seed, sampler.entry.has_masks)
+        finish_job(out, seed, sampler, fmt)
         elapsed = time.perf_counter() - t0
     finally:
         if started:

@@ -372,7 +372,7 @@ def test_entry_config_round_trips_key_for_key(entry):
     assert config.to_dict() == doc and list(config.to_dict()) == list(doc)
     assert config.training_size == tuple(doc["training"]["size"]) and config.iterations == doc["training"]["iterations"]
     assert config.files["onnx/generator.onnx"].sha256 == doc["files"]["onnx/generator.onnx"]["sha256"]
-    assert config.files["onnx/generator.onnx"].precision == "fp32" and config.precisions()[0] == "fp32"
+    assert config.files["onnx/generator.onnx"].details["precision"] == "fp32" and config.precisions()[0] == "fp32"
     with pytest.raises(TypeError):   # frozen all the way down: a reader cannot change what the next one sees
         config.files["x"] = config.files["onnx/generator.onnx"]
     config.to_dict()["files"].clear()

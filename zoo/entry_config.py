@@ -36,10 +36,6 @@ class FileRecord:
     bytes: int | None
     details: Mapping[str, Any]   # the record as read, sha256 and bytes included
 
-    @property
-    def precision(self) -> str | None:
-        return self.details.get("precision") if isinstance(self.details.get("precision"), str) else None
-
 
 @dataclass(frozen=True)
 class EntryConfig:
