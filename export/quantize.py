@@ -55,9 +55,12 @@ def quantize_int8(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str
         src.write_bytes(fp32)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         model = onnx.load(str(pre))
+        # reduce_range (7-bit weights): x86 CPUs without VNNI multiply u8 x s8 pairs into saturating int16
+        # (onnxruntime's documented U8S8 limitation); an entry runs on any CPU, and on such a 2-core AVX2 machine
+        # full-range weights gave 96.4 % mask agreement where reduced ones gave 97.8 % (tests/test_export.py model)
         quantize_static(str(pre), str(out), _Calibration(noise_dim, grid, CALIBRATION_SAMPLES),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
                         nodes_to_exclude=_head_convs(model))
         return out.read_bytes()
 

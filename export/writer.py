@@ -25,6 +25,7 @@ from zoo.entry_config import ENTRY_FORMAT, ONNX_FILES, EntryConfig, is_entry_con
 from zoo.files import UMASK, sha256_file
 from zoo.quality import reference
 from zoo.sessions import open_session
+from zoo.training_frames import encode as encode_training_frames
 from zoo.versions import versions
 
 from .graph import IMAGE_LAYOUT, ExportError
@@ -93,10 +94,12 @@ def _is_entry(folder: Path) -> bool:
 
 def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp32", "int8"),
                  probabilities: bool = False, overwrite: bool = False, weights: bool = True,
-                 card: dict | None = None, checkpoint: bool = False, force: bool = False) -> dict:
-    """Export a trainer run into an entry folder; returns the entry's config. `checkpoint` adds the run's
-    latest full training state under checkpoint/ (a run folder: `trainer resume` continues it). A run whose
-    last health check failed (trainer/health.py) is refused unless `force`."""
+                 card: dict | None = None, checkpoint: bool = False, training_data: bool = True,
+                 force: bool = False) -> dict:
+    """Export a trainer run into an entry folder; returns the entry's config. `training_data` adds the training
+    frames and masks under training/ (zoo.training_frames: `trainer eval` then works on the entry alone);
+    `checkpoint` adds the run's latest full training state under checkpoint/ (a run folder: `trainer resume`
+    continues it). A run whose last health check failed (trainer/health.py) is refused unless `force`."""
     check_destination(Path(out), overwrite)
     run = Run.open(run_dir)
     G, ckpt = run.ema_generator()
@@ -111,9 +114,13 @@ def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp
                 "fingerprint": data.get("fingerprint", {}), "hyperparameters": run_config.get("train", {})}
     if last:
         training["health"] = last
-    stats = reference(run.frames()[0])
-    state = {f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")} if checkpoint else {}
+    frames, masks = run.frames()
+    stats = reference(frames)
+    state: dict[str, Path | bytes] = {}
+    if training_data:
+        state.update(encode_training_frames(frames, masks if G.cfg.has_masks else None, classes["palette"]))
     if checkpoint:
+        state.update({f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")})
         state[f"checkpoint/checkpoints/{ckpt.name}"] = ckpt
     return write_entry(G, out, classes, training, precisions=precisions, probabilities=probabilities, weights=weights,
                        card=card, extra=state, reference_stats=stats)
@@ -121,9 +128,9 @@ def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp
 
 def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, precisions: tuple[str, ...] = ("fp32",),
                 probabilities: bool = False, weights: bool = True, card: dict | None = None,
-                extra: dict[str, Path] | None = None, reference_stats: dict | None = None) -> dict:
+                extra: dict[str, Path | bytes] | None = None, reference_stats: dict | None = None) -> dict:
     """Export G's ONNX variants, weights, preview and config into `out`, all or nothing. `extra` maps entry
-    file names to files copied in as they are; `reference_stats` is the training frames' quality reference
+    file names to files copied in as they are, or to their bytes; `reference_stats` is the training frames' quality reference
     (zoo.quality; without it `runtime sample --drop-worst` is unavailable)."""
     out = Path(out)
     unknown = set(precisions) - set(PRECISIONS)
@@ -168,7 +175,10 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, preci
             config["files"]["quality.json"] = {"score": reference_stats["score"]}
         for name, src in (extra or {}).items():
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, stage / name)
+            if isinstance(src, bytes):
+                (stage / name).write_bytes(src)
+            else:
+                shutil.copyfile(src, stage / name)
             config["files"][name] = {}
         (stage / "README.md").write_text(model_card(config, card or {}))
         config["files"]["README.md"] = {}   # listed after the card is written: a pull checks it like the rest
@@ -204,9 +214,44 @@ def model_card(config: dict, card: dict) -> str:
              f"- training size: {h}x{w}, latent grid {config['latent']['trained_grid'][0]}x"
              f"{config['latent']['trained_grid'][1]}, {config['training'].get('iterations', '?')} iterations",
              f"- classes: {', '.join(names) if names else 'none (images only)'}",
+             f"- training frames: {_training_data_line(config, card)}",
              f"- files: {', '.join(sorted(config['files']))}", "", "![preview](preview.png)", "",
              "```bash", "runtime sample THIS_FOLDER --count 1000 --out samples", "```", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _evaluation_lines(card.get("evaluation")))
+
+
+def read_evaluation(path: Path) -> dict:
+    """A `trainer eval --json` result, for the model card."""
+    from trainer.report import metric_rows
+
+    try:
+        result = json.loads(Path(path).read_text())
+        metric_rows(result)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ExportError(f"{path}: not readable ({e})") from None
+    except (KeyError, TypeError, AttributeError):
+        raise ExportError(f"{path}: not the output of `trainer eval --json`") from None
+    return result
+
+
+def _evaluation_lines(result: dict | None) -> list[str]:
+    if not result:
+        return []
+    from trainer.report import metric_rows
+
+    rows = [(name, value) for name, value, _ in metric_rows(result) if "needs ImageNet" not in value]
+    return ["## Evaluation", "",
+            f"`trainer eval` on {result['samples']} samples (seed {result['seed']}) against the "
+            f"{result['training_frames']} training frame(s) (definitions: `trainer eval --json`).", "",
+            "| metric | value |", "|---|---|", *(f"| {n} | {v.replace('|', '/')} |" for n, v in rows), ""]
+
+
+def _training_data_line(config: dict, card: dict) -> str:
+    frames = [n for n in config["files"] if n.startswith("training/frame-")]
+    if not frames:
+        return "not included (exported with --no-training-data); `trainer eval` needs them passed with --image"
+    return (f"{len(frames)} under training/ at the training size, for `trainer eval`; licence: "
+            f"{card.get('image_license', 'not recorded')}")
 
 
 def _swap_into_place(stage: Path, out: Path) -> None:

@@ -137,6 +137,9 @@ def start_job(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int,
     folders = ["images", "masks"] + (["previews"] if mask_preview else []) if fmt == "png" else ["shards"]
     for sub in folders:
         (out / sub).mkdir(exist_ok=True)
+        if resume:   # what writers killed mid-file left (zoo.files.atomic_path's names); never a finished file
+            for stale in (out / sub).glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
     atomic_write(out / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
     done = complete_indices(out, fmt) if resume else set()
     return Job(grid, batch_size, info, {i for i in done if start <= i < start + count}, scorer)

@@ -1,6 +1,7 @@
 """Evaluation metrics on constructed inputs with known answers, and `trainer eval` end to end."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,12 @@ from PIL import Image
 from conftest import scene_arrays
 from trainer import metrics
 from trainer.cli import main as trainer_cli
+from trainer.run import Run
 from trainer.segmenter import mask_alignment
+from zoo import training_frames
+from zoo.cli import main as zoo_cli
+from zoo.entry_config import EntryConfig
+from zoo.errors import UserError
 from zoo.quality import Scorer, reference
 
 COINS = Path(__file__).parents[1] / "data/coins/image.png"
@@ -160,12 +166,43 @@ def test_trainer_eval_on_a_run_and_an_entry(run_dir, entry, scene, tmp_path):
     assert 0 <= r["mask_alignment"]["miou"] <= 100 and set(r["definitions"]) >= {"miou", "pixel_diversity"}
     assert json.loads((tmp_path / "r/report.json").read_text())["scene"] == str(run_dir)
     assert "<table>" in (tmp_path / "r/report.html").read_text()
-    image, mask = scene
-    res = CliRunner().invoke(trainer_cli, ["eval", str(entry), "--samples", "4", "--unet-steps", "5",
-                                           "--image", str(image), "--mask", str(mask), "--json", "-q"])
+    # the entry alone (its training/ frames), the same samples: the run through PyTorch, the entry through onnxruntime
+    res = CliRunner().invoke(trainer_cli, ["eval", str(entry), "--samples", "4", "--unet-steps", "5", "--json", "-q"])
     assert res.exit_code == 0, res.output
-    # the same samples: the run through PyTorch, the entry through onnxruntime
     scores = [s["dist_to_train"] for s in json.loads(res.output)["per_sample"]]
     assert scores == pytest.approx([s["dist_to_train"] for s in r["per_sample"][:4]], abs=2e-3)
-    res = CliRunner().invoke(trainer_cli, ["eval", str(entry)])
+    # an entry exported without its training data needs the image passed in
+    private = tmp_path / "private"
+    res = CliRunner().invoke(zoo_cli, ["export", str(run_dir), "--out", str(private), "--no-training-data", "-q"])
+    assert res.exit_code == 0, res.output
+    assert not (private / "training").exists() and "not included" in (private / "README.md").read_text()
+    res = CliRunner().invoke(trainer_cli, ["eval", str(private)])
     assert res.exit_code == 1 and "pass the training image with --image" in res.output
+    image, mask = scene
+    res = CliRunner().invoke(trainer_cli, ["eval", str(private), "--samples", "4", "--unet-steps", "5",
+                                           "--image", str(image), "--mask", str(mask), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert [s["dist_to_train"] for s in json.loads(res.output)["per_sample"]] == pytest.approx(scores, abs=1e-6)
+
+
+def test_entries_carry_their_training_frames_exactly(run_dir, entry, tmp_path):
+    frames, masks = Run.open(run_dir).frames()
+    config = EntryConfig.read(entry / "config.json")
+    got_frames, got_masks = training_frames.read(entry, config)
+    assert np.array_equal(got_frames, frames) and np.array_equal(got_masks, masks)
+    assert "licence" in (entry / "README.md").read_text().split("training frames:")[1].splitlines()[0]
+    # hostile or damaged frames are one-line errors (a pull has hash-checked them; a local folder has not)
+    copy = tmp_path / "entry"
+    shutil.copytree(entry, copy)
+    Image.new("RGB", (7, 5)).save(copy / "training/frame-000.png")
+    with pytest.raises(UserError, match="frame-000.png: expected a .* RGB PNG, found a 7x5"):
+        training_frames.read(copy, config)
+    bad = Image.fromarray(np.full(masks[0].shape, 9, np.uint8), "P")
+    bad.putpalette([v for c in range(10) for v in (c, c, c)])
+    bad.save(copy / "training/mask-000.png")
+    shutil.copyfile(entry / "training/frame-000.png", copy / "training/frame-000.png")
+    with pytest.raises(UserError, match="holds class 9"):
+        training_frames.read(copy, config)
+    (copy / "training/mask-000.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="mask-000.png: unreadable"):
+        training_frames.read(copy, config)

@@ -20,7 +20,7 @@ def test_entry_files_config_and_hashes(entry):
     cfg = json.loads((entry / "config.json").read_text())
     assert cfg["format"] == "oneshot-gan-entry/1"
     assert set(cfg["files"]) == {"onnx/generator.onnx", "onnx/generator.fp16.onnx", "model.safetensors", "preview.png",
-                                "quality.json", "README.md"}
+                                "quality.json", "README.md", "training/frame-000.png", "training/mask-000.png"}
     import hashlib
     for name, info in cfg["files"].items():
         assert hashlib.sha256((entry / name).read_bytes()).hexdigest() == info["sha256"]

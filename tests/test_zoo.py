@@ -16,7 +16,7 @@ from zoo.cli import main as zoo
 from zoo.files import sha256_file
 
 SAMPLING = {"config.json", "README.md", "preview.png", "quality.json", "onnx/generator.onnx",
-            "onnx/generator.fp16.onnx"}
+            "onnx/generator.fp16.onnx", "training/frame-000.png", "training/mask-000.png"}   # frames: for trainer eval
 
 
 @pytest.fixture(scope="module")

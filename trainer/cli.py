@@ -77,6 +77,9 @@ def _per_device(key: str, fmt=str) -> str:
 @click.option("--aug-prob", type=click.FloatRange(0, 1), default=_T.aug_prob, show_default=True)
 @click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
+@click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
+              help="Every sample should draw at least this share of each class's smallest share in a training "
+                   "frame (weighted by --lambda-freq; 0: off).")
 @click.option("--lambda-dr", type=click.FloatRange(0), default=_T.lambda_dr, show_default=True)
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"EMA decay of G [{REFERENCE_EMA}, horizon scaled to iters/{REFERENCE_ITERS:,} for shorter runs].")
@@ -246,10 +249,13 @@ def eval_cmd(target, samples, seed, image, mask, unet_steps, inception_weights, 
         import torchvision  # noqa: F401
     except ImportError as e:
         raise UserError(f"trainer eval needs its extra: pip install 'oneshot-gan[eval]' ({e})") from None
+    from zoo.cli import quiet_downloads
+
     from .evaluate import evaluate, gather
     from .report import metric_rows, write_report
 
     log_to_stderr(quiet)
+    quiet_downloads(quiet)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
     material = gather(target, samples, seed=seed, image=image, mask=mask, index=index)
     log(f"{target}: {samples} samples, {len(material.frames)} training frame(s)")

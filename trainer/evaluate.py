@@ -64,6 +64,17 @@ def _frames_from_files(image: Path, mask: Path | None, size: tuple[int, int], cl
     return to_training_arrays(scene, *size)
 
 
+def _entry_frames(target: str, entry) -> tuple[np.ndarray, np.ndarray | None]:
+    from zoo import training_frames
+
+    if training_frames.has_training_frames(entry.config):
+        return training_frames.read(entry.root, entry.config)
+    if (entry.root / "checkpoint" / "data.safetensors").is_file():
+        return Run.open(entry.root / "checkpoint").frames()
+    raise UserError(f"{target}: the entry holds no training frames (exported with --no-training-data); pass the "
+                    "training image with --image (and --mask)")
+
+
 def gather(target: str, count: int, *, seed: int, image: Path | None = None, mask: Path | None = None,
            index: str | None = None) -> Material:
     path = Path(target)
@@ -80,11 +91,7 @@ def gather(target: str, count: int, *, seed: int, image: Path | None = None, mas
     entry = scene.entry
     size = entry.config.training_size
     if image is None:
-        state = entry.root / "checkpoint" / "data.safetensors"
-        if not state.is_file():
-            raise UserError(f"{target}: the entry holds no training frames; pass the training image with --image "
-                            "(and --mask)")
-        frames, frame_masks = Run.open(entry.root / "checkpoint").frames()
+        frames, frame_masks = _entry_frames(target, entry)
     else:
         frames, frame_masks = _frames_from_files(image, mask, size, len(entry.class_names))
     if entry.has_masks and frame_masks is None:

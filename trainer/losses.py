@@ -123,3 +123,19 @@ def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tenso
     centred = logits - logits.mean(1, keepdim=True)
     share = (hard + centred - centred.detach()).mean((0, 2, 3))  # the hard shares' value, the logits' gradient
     return 0.5 * (share - training_share).abs().sum()
+
+
+def class_presence_floor(mask_logits: torch.Tensor, floor_share: torch.Tensor) -> torch.Tensor:
+    """How far each fake sample's hard class shares fall below floor_share, summed over classes, averaged over
+    the batch; gradients passed straight to the logits as in class_frequency_prior.
+
+    The batch prior only matches the batch's shares: a rare class drawn large in one sample and not at all in
+    four others satisfies it, and the suite saw 1-5 % classes vanish from half the samples (issue 11). The
+    floor is one-sided, so a sample may still draw more of a class, or rearrange the scene freely, as long as
+    it draws some of every class the training frames all hold.
+    """
+    logits = mask_logits.float()
+    hard = F.one_hot(logits.detach().argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    centred = logits - logits.mean(1, keepdim=True)
+    share = (hard + centred - centred.detach()).mean((2, 3))  # (B, M)
+    return F.relu(floor_share - share).sum(1).mean()

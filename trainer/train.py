@@ -33,7 +33,7 @@ from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
 from .health import GuardState, Probe
-from .losses import adversarial, class_frequency_prior, diversity, generator_objective
+from .losses import adversarial, class_frequency_prior, class_presence_floor, diversity, generator_objective
 from .perf import keep_freed_memory
 from .preview import preview_grid
 from .run import CONFIG_FORMAT
@@ -94,6 +94,7 @@ class Trainer:
             ids = torch.from_numpy(masks.astype(np.int64)).to(self.device)
             self.real_masks = F.one_hot(ids, model_cfg.num_classes).permute(0, 3, 1, 2).float()
             self.class_share = self.real_masks.mean((0, 2, 3))
+            self.class_floor = train_cfg.presence_floor * self.real_masks.mean((2, 3)).amin(0)
         u8 = np.clip(np.round((images.transpose(0, 2, 3, 1) + 1) * 127.5), 0, 255).astype(np.uint8)
         self.probe = Probe(u8, masks, model_cfg.num_classes, model_cfg.noise_dim, train_cfg.seed)
         self.guard = GuardState()
@@ -125,7 +126,11 @@ class Trainer:
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
             zero = torch.zeros((), device=self.device)
-            freq = class_frequency_prior(out.mask_logits, self.class_share) if mc.has_masks else zero
+            freq = zero
+            if mc.has_masks:
+                freq = class_frequency_prior(out.mask_logits, self.class_share)
+                if tc.presence_floor > 0:
+                    freq = freq + class_presence_floor(out.mask_logits, self.class_floor)
             penalty = out.bounds if out.bounds is not None else zero
             loss_g = loss_adv + tc.lambda_freq * freq + penalty
             dr = diversity(out.features) if tc.lambda_dr > 0 else zero

@@ -37,6 +37,10 @@ def list_scenes(hub: Hub, index: dict[str, IndexEntry]) -> list[dict]:
             rows.append({"name": name, "source": "bundled", "repo": None, "revision": None, "pulled": True,
                          "bytes": size, "path": str(BUNDLED / item.bundled), "description": item.description})
             continue
+        if item.folder is not None:
+            rows.append({"name": name, "source": "local", "repo": None, "revision": None, "pulled": True,
+                         "bytes": size, "path": str(item.folder), "description": item.description})
+            continue
         hit = next((c for c in cached if (c["repo"], c["revision"]) == (item.repo, item.revision)), None)
         rows.append({"name": name, "source": "index", "repo": item.repo, "revision": item.revision,
                      "pulled": hit is not None, "bytes": hit["bytes"] if hit else size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -119,8 +120,9 @@ def list_cmd(as_json, hub, index):
         click.echo(json.dumps({"cache": str(hub.cache_dir), "scenes": rows}, indent=2))
         return
     for r in rows:
-        where = r["repo"] + "@" + r["revision"][:12] if r.get("repo") else "bundled with the package"
-        state = "" if r["source"] == "bundled" else ("pulled" if r["pulled"] else "not pulled")
+        where = (r["repo"] + "@" + r["revision"][:12] if r.get("repo") else
+                 r["path"] if r["source"] == "local" else "bundled with the package")
+        state = "" if r["source"] in ("bundled", "local") else ("pulled" if r["pulled"] else "not pulled")
         click.echo(plain(f"{r['name']:<28} {r['source']:<8} {_size(r['bytes']):>9}  {state:<10}  {where}"))
 
 
@@ -207,6 +209,52 @@ def push(entry_dir, repo, private, revision, message, name, as_json, hub, index)
     click.echo(f"pushed {len(data['uploaded'])} files to {repo}@{data['revision']}: commit {data['commit']}")
     click.echo("index line (add under \"scenes\" in your index):")
     click.echo(data["index_line"])
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder of the entries (one per scene).")
+@click.option("--push", "push_org", default=None, metavar="ORG",
+              help="Push every finished entry to ORG/NAME, and the index to --index-repo.")
+@click.option("--index-repo", default=None, metavar="ORG/NAME", help="Where --push puts index.json [ORG/index].")
+@click.option("--ray", "use_ray", is_flag=True, help="Run the scenes as Ray tasks (pip install 'oneshot-gan[ray]').")
+@click.option("--address", default=None, help="Ray cluster address [$RAY_ADDRESS, else a local Ray instance].")
+@click.option("--cpus-per-scene", type=click.IntRange(1), default=1, show_default=True,
+              help="With --ray: CPUs each scene's task holds (its training threads).")
+@click.option("--gpus-per-scene", type=click.FloatRange(0), default=0, show_default=True,
+              help="With --ray: GPUs each scene's task holds (set 1 with `device: cuda` in the manifest).")
+@hub_options
+@user_errors
+def build(manifest, out, push_org, index_repo, use_ray, address, cpus_per_scene, gpus_per_scene, hub, index):
+    """Train, evaluate, export (and push) every scene of MANIFEST; run again to skip finished scenes and resume
+    the rest. Exit status: the number of scenes that failed (at most 100)."""
+    from .build import BuildOptions, build as build_all, summary_table, write_index
+    from .index import REPO
+    from .manifest import read_manifest
+    from .info import plain
+    from .push import push_index
+
+    spec = read_manifest(manifest)
+    if push_org is not None:
+        index_repo = index_repo or f"{push_org}/index"
+        if not REPO.match(f"{push_org}/x") or not REPO.match(index_repo):
+            raise UserError("--push must be an organisation or user name, and --index-repo org/name")
+        if hub.offline:
+            raise UserError("--push needs the network; offline mode is on")
+    opts = BuildOptions.from_manifest(spec, out, push_org=push_org, hub=hub)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    stamp = lambda: time.strftime("%H:%M:%S")   # noqa: E731
+    report = lambda name, state: click.echo(plain(f"{stamp()} {name}: {state}"), err=True)   # noqa: E731
+    results = build_all(spec, opts, report, ray=use_ray, address=address, cpus_per_scene=cpus_per_scene,
+                        gpus_per_scene=gpus_per_scene)
+    path, data = write_index(results, opts.out, pushed_only=push_org is not None)
+    click.echo(summary_table(results))
+    failed = sum(r["state"] == "failed" for r in results)
+    click.echo(f"{len(results) - failed} of {len(results)} scenes built; index of {len(data['scenes'])}: {path}", err=True)
+    if push_org is not None and data["scenes"]:
+        click.echo(f"index pushed to {index_repo}: commit {push_index(path, index_repo, hub)}", err=True)
+    if failed:
+        raise SystemExit(min(failed, 100))
 
 
 if __name__ == "__main__":

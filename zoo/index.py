@@ -33,6 +33,7 @@ class IndexEntry:
     repo: str | None = None          # None for bundled scenes
     revision: str | None = None      # 40-hex commit for Hub scenes
     bundled: str | None = None       # folder name under zoo/scenes
+    folder: Path | None = None       # an entry folder beside a local index file (`zoo build` writes such indexes)
     files: dict = field(default_factory=dict)   # name -> {"sha256": ..., "bytes": ...}
     description: str = ""
 
@@ -46,7 +47,7 @@ def check_member_name(name: str, where: str) -> None:
         raise UserError(f"{where}: file name {name!r} escapes the entry folder")
 
 
-def _parse_entry(name: str, item, where: str) -> IndexEntry:
+def _parse_entry(name: str, item, where: str, base: Path | None = None) -> IndexEntry:
     if not NAME.match(name):
         raise UserError(f"{where}: scene name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
     if not isinstance(item, dict):
@@ -63,6 +64,13 @@ def _parse_entry(name: str, item, where: str) -> IndexEntry:
         if not isinstance(bundled, str) or not NAME.match(bundled) or not (BUNDLED / bundled / "config.json").is_file():
             raise UserError(f"{where}: scene {name!r}: bundled must name a scene shipped with the package, got {bundled!r}")
         return IndexEntry(name, bundled=str(item["bundled"]), files=files, description=item.get("description", ""))
+    if "path" in item and "repo" not in item:
+        if base is None:
+            raise UserError(f"{where}: scene {name!r}: a path entry is only allowed in a local index file")
+        check_member_name(item["path"], where)
+        if "config.json" not in files:
+            raise UserError(f"{where}: scene {name!r}: files must include config.json's sha256")
+        return IndexEntry(name, folder=base / item["path"], files=files, description=item.get("description", ""))
     repo, revision = item.get("repo"), item.get("revision")
     if not isinstance(repo, str) or not REPO.match(repo):
         raise UserError(f"{where}: scene {name!r}: repo must look like org/name, got {repo!r}")
@@ -70,13 +78,14 @@ def _parse_entry(name: str, item, where: str) -> IndexEntry:
         raise UserError(f"{where}: scene {name!r}: revision must be a pinned 40-hex commit, got {revision!r}")
     if "config.json" not in files:
         raise UserError(f"{where}: scene {name!r}: files must include config.json's sha256")
-    return IndexEntry(name, repo, revision, None, files, item.get("description", ""))
+    return IndexEntry(name, repo, revision, files=files, description=item.get("description", ""))
 
 
-def parse_index(data, where: str) -> dict[str, IndexEntry]:
+def parse_index(data, where: str, base: Path | None = None) -> dict[str, IndexEntry]:
+    """base: the folder of a local index file, which may list entries by path relative to it."""
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or not isinstance(data.get("scenes"), dict):
         raise UserError(f"{where}: not a scene index (expected {{\"format\": \"{INDEX_FORMAT}\", \"scenes\": {{...}}}})")
-    return {name: _parse_entry(name, item, where) for name, item in data["scenes"].items()}
+    return {name: _parse_entry(name, item, where, base) for name, item in data["scenes"].items()}
 
 
 def _read_json(path: Path, where: str):
@@ -105,8 +114,11 @@ def load_index(extra: str | None = None, hub=None) -> dict[str, IndexEntry]:
     index = parse_index(_read_json(SHIPPED, str(SHIPPED)), str(SHIPPED))
     extra = extra or os.environ.get(INDEX_ENV) or None
     if extra:
-        path = _fetch_hub_json(extra, hub) if (HF_URL.match(extra) or RESOLVE_URL.match(extra)) else Path(extra)
-        index.update(parse_index(_read_json(path, extra), extra))
+        if HF_URL.match(extra) or RESOLVE_URL.match(extra):
+            index.update(parse_index(_read_json(_fetch_hub_json(extra, hub), extra), extra))
+        else:
+            path = Path(extra).expanduser()
+            index.update(parse_index(_read_json(path, extra), extra, base=path.resolve().parent))
     return index
 
 

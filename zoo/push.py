@@ -43,3 +43,18 @@ def push(entry_dir: Path, repo: str, hub: Hub, *, private: bool = False, revisio
     scene_name = name or repo.split("/")[1].lower()
     return {"repo": repo, "revision": revision or "main", "commit": info.oid, "url": getattr(info, "commit_url", None),
             "uploaded": files, "deleted": stale, "index_line": index_line(scene_name, repo, info.oid, hashes)}
+
+
+def push_index(path: Path, repo: str, hub: Hub, *, api=None) -> str:
+    """Commit an index file as index.json of `repo` (created if needed); returns the commit sha."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = api or HfApi(endpoint=hub.endpoint, token=hub.token)
+    try:
+        api.create_repo(repo, repo_type="model", exist_ok=True)
+        info = api.create_commit(repo, operations=[CommitOperationAdd(path_in_repo="index.json",
+                                                                      path_or_fileobj=str(path))],
+                                 commit_message="Update the scene index")
+    except hub_exceptions() as e:
+        raise hub_error(e, f"push to {repo}", hub) from None
+    return info.oid

@@ -27,8 +27,10 @@ from .index import BUNDLED, COMMIT, REPO, IndexEntry, load_index
 __all__ = ["DEFAULT_SCENE", "SceneRef", "ResolvedScene", "bundled_scenes", "parse_scene", "check_files", "pull", "resolve"]
 
 DEFAULT_SCENE = "coins"
-# What sampling needs; weights and the training state come only on request.
+# What sampling and `trainer eval` need (the training frames are small: zoo.training_frames); weights and the
+# training state come only on request.
 SAMPLING_FILES = ["config.json", "README.md", "preview.png", "quality.json", *ONNX_FILES.values()]  # exact names
+TRAINING_FRAMES = ["training/frame-[0-9][0-9][0-9].png", "training/mask-[0-9][0-9][0-9].png"]
 WEIGHT_FILES = ["model.safetensors"]
 CHECKPOINT_FILES = ["checkpoint/*"]
 HUB_ID = re.compile(r"^(?P<repo>[^@\s]+/[^@\s]+?)(?:@(?P<rev>[^@\s]+))?$")
@@ -69,7 +71,7 @@ def bundled_scenes() -> list[str]:
 
 
 def patterns(weights: bool = False, checkpoint: bool = False) -> list[str]:
-    return SAMPLING_FILES + (WEIGHT_FILES if weights else []) + (CHECKPOINT_FILES if checkpoint else [])
+    return SAMPLING_FILES + TRAINING_FRAMES + (WEIGHT_FILES if weights else []) + (CHECKPOINT_FILES if checkpoint else [])
 
 
 def parse_scene(text: str | None, index: dict[str, IndexEntry] | None = None) -> SceneRef:
@@ -79,6 +81,8 @@ def parse_scene(text: str | None, index: dict[str, IndexEntry] | None = None) ->
         return SceneRef(text, "local", path=path)
     index = load_index() if index is None else index
     item = index.get(text)
+    if item is not None and item.folder is not None:
+        return SceneRef(text, "local", path=item.folder, name=text, hashes={k: v["sha256"] for k, v in item.files.items()})
     if item is not None and item.bundled:
         return SceneRef(text, "bundled", path=BUNDLED / item.bundled, name=text,
                         hashes={k: v["sha256"] for k, v in item.files.items()})
