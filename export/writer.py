@@ -25,7 +25,7 @@ from zoo.entry_config import ENTRY_FORMAT, ONNX_FILES, EntryConfig, is_entry_con
 from zoo.files import UMASK, sha256_file
 from zoo.quality import reference
 from zoo.sessions import open_session
-from zoo.training_frames import encode as encode_training_frames
+from runtime.training_frames import encode as encode_training_frames
 from zoo.versions import versions
 
 from .graph import IMAGE_LAYOUT, ExportError

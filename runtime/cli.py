@@ -53,13 +53,15 @@ def main() -> None:
 @click.option("--address", default=None, help="With --ray: the cluster [$RAY_ADDRESS, else a local Ray].")
 @click.option("--actors", type=click.IntRange(1, 100_000), default=None,
               help="With --ray: sampling actors, one CPU each [the cluster's CPUs].")
+@click.option("--gpus-per-actor", type=click.FloatRange(0, 64), default=None,
+              help="With --ray: GPUs each actor holds [1 with --device cuda, else 0].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 @hub_options
 @user_errors
 def sample(scene, count, out, seed, start_index, batch_size, grid, size, precision, backend, device, fmt, mask_preview,
-           png_compression, workers, drop_worst, resume, overwrite, use_ray, address, actors, as_json, quiet, hub,
-           index):
+           png_compression, workers, drop_worst, resume, overwrite, use_ray, address, actors, gpus_per_actor, as_json,
+           quiet, hub, index):
     """Write COUNT new image/mask pairs of SCENE to --out.
 
     SCENE: a bundled or index name, org/repo[@revision] on the Hugging Face Hub (pulled once, then used
@@ -81,8 +83,8 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
     if backend == "tensorrt":
         found, sampler = sampler.scene, load_backend(backend)(sampler.entry, precision, grid=g)
         sampler.scene = found
-    if not use_ray and (address or actors):
-        raise UserError("--address and --actors go with --ray")
+    if not use_ray and (address or actors or gpus_per_actor is not None):
+        raise UserError("--address, --actors and --gpus-per-actor go with --ray")
     if use_ray and drop_worst:
         raise UserError("--drop-worst is not available with --ray")
     job = dict(scene=sampler.scene.ref.label, count=count, seed=seed, start=start_index, grid=g, batch_size=batch_size,
@@ -92,7 +94,8 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
         if use_ray:
             from .ray import sample_to_folder_on_ray
 
-            summary = sample_to_folder_on_ray(sampler, Path(out), actors=actors, address=address, **job)
+            summary = sample_to_folder_on_ray(sampler, Path(out), actors=actors, address=address,
+                                              gpus_per_actor=gpus_per_actor, **job)
         else:
             summary = sample_to_folder(sampler, Path(out), workers=workers, drop_worst=drop_worst, **job)
     except Interrupted as e:

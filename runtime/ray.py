@@ -13,9 +13,6 @@ one shard) by rename, so a killed job leaves only complete files and `--resume` 
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -25,48 +22,13 @@ import numpy as np
 from zoo.entry import Entry
 from zoo.entry_config import ONNX_FILES
 from zoo.errors import UserError
+from zoo.ray_session import connect
 
 from .job import SHARD_SIZE, finish_job, start_job, todo_blocks, write_unit
 from .sampler import Sampler, find_scene
 from .writer import complete_indices, flat_palette
 
-__all__ = ["sample_dataset", "sample_to_folder_on_ray", "connect"]
-
-
-def connect(address: str | None = None) -> bool:
-    """ray.init: `address`, else $RAY_ADDRESS, else a local instance. Returns whether this call started Ray
-    (so the caller shuts it down). One-line errors for a missing extra or an address that does not answer."""
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise UserError("--ray needs Ray: pip install 'oneshot-gan[ray]'") from None
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address not in (None, "auto", "local"):
-        _check_reachable(address)
-    if ray.is_initialized():   # the caller's own Ray session (a pipeline, a test)
-        return False
-    for name in ("ray", "ray.data"):   # Ray Data logs every execution at INFO; our progress bar says enough
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
-        raise UserError(f"Ray at {address or 'a new local instance'}: {str(e).splitlines()[0][:200]}") from None
-    ray.data.DataContext.get_current().enable_progress_bars = False   # our own bar (or none with -q)
-    return True
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """A TCP connection to the head within seconds: ray.init retries an address that does not answer for minutes."""
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"--address must look like HOST:PORT or ray://HOST:PORT, got {address!r}")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise UserError(f"Ray at {address}: nothing answers ({e.strerror or e}); is the head running "
-                        "(`ray start --head`)?") from None
+__all__ = ["sample_dataset", "sample_to_folder_on_ray", "connect"]   # connect: zoo.ray_session's
 
 
 def _payload(entry: Entry, precision: str) -> dict[str, bytes]:
@@ -91,8 +53,8 @@ def _open(payload, precision: str, device: str = "cpu") -> Sampler:
 class _Sample:
     """Actor: one sampler, loaded once; rows of [lo, hi) index ranges in, one row per sample out."""
 
-    def __init__(self, payload, precision: str, seed: int, grid: tuple[int, int]):
-        self.sampler, self.seed, self.grid = _open(payload, precision), seed, tuple(grid)
+    def __init__(self, payload, precision: str, seed: int, grid: tuple[int, int], device: str = "cpu"):
+        self.sampler, self.seed, self.grid = _open(payload, precision, device), seed, tuple(grid)
 
     def __call__(self, batch: dict) -> dict:
         idx = np.concatenate([np.arange(int(lo), int(hi), dtype=np.int64) for lo, hi in zip(batch["lo"], batch["hi"])])
@@ -102,9 +64,10 @@ class _Sample:
 
 def sample_dataset(scene: str, count: int, *, seed: int = 0, start: int = 0, grid: tuple[int, int] | None = None,
                    precision: str = "fp32", actors: int | None = None, batch_size: int = 16, index: str | None = None,
-                   hub=None):
+                   hub=None, device: str = "cpu", gpus_per_actor: float | None = None):
     """A ray.data.Dataset of samples start .. start+count-1 with columns index, image (H, W, 3 uint8) and mask
-    (H, W uint8 class ids; absent for models without masks), batch_size samples per actor call. Connects to
+    (H, W uint8 class ids; absent for models without masks), batch_size samples per actor call, on `device`
+    ("cuda": onnxruntime's CUDA provider, one GPU per actor unless gpus_per_actor says otherwise). Connects to
     Ray first if needed. The rows are index ranges made on the driver (no read tasks: actors may hold every CPU)."""
     import ray
     import ray.data
@@ -118,8 +81,22 @@ def sample_dataset(scene: str, count: int, *, seed: int = 0, start: int = 0, gri
     payload = ray.put(_payload(found.entry, precision))
     units = [{"lo": lo, "hi": min(lo + batch_size, start + count)} for lo in range(start, start + count, batch_size)]
     return ray.data.from_items(units, override_num_blocks=min(len(units), 4096)).map_batches(
-        _Sample, fn_constructor_kwargs={"payload": payload, "precision": precision, "seed": seed, "grid": grid},
-        batch_size=1, batch_format="numpy", num_cpus=1, compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
+        _Sample, fn_constructor_kwargs={"payload": payload, "precision": precision, "seed": seed, "grid": grid,
+                                        "device": device},
+        batch_size=1, batch_format="numpy", num_cpus=1, num_gpus=_gpus(gpus_per_actor, device),
+        compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
+
+
+def _gpus(per_actor: float | None, device: str) -> float:
+    """GPUs per actor; an actor the cluster cannot place would wait for ever, so that is an error now."""
+    import ray
+
+    gpus = (1.0 if device == "cuda" else 0.0) if per_actor is None else per_actor
+    have = ray.cluster_resources().get("GPU", 0)
+    if gpus > have:
+        raise UserError(f"each actor needs {gpus:g} GPU(s) and the Ray cluster has {have:g} "
+                        "(--gpus-per-actor, --device)")
+    return gpus
 
 
 def _cluster_cpus() -> int:
@@ -171,8 +148,10 @@ def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: i
                             grid=None, batch_size: int | None = None, compress_level: int = 1,
                             mask_preview: bool = False, resume: bool = False, overwrite: bool = False,
                             quiet: bool = False, argv: list[str] | None = None, fmt: str = "png",
-                            actors: int | None = None, address: str | None = None) -> dict:
-    """`runtime sample --ray`: the local job's folder, files and dataset.json, written by Ray actors."""
+                            actors: int | None = None, address: str | None = None,
+                            gpus_per_actor: float | None = None) -> dict:
+    """`runtime sample --ray`: the local job's folder, files and dataset.json, written by Ray actors, each
+    holding one CPU and gpus_per_actor GPUs [1 when the sampler's device is CUDA, else 0]."""
     import ray
     import ray.data
     from tqdm import tqdm
@@ -196,7 +175,7 @@ def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: i
                 "payload": payload, "precision": sampler.precision, "device": sampler.device, "seed": seed,
                 "grid": job.grid, "out": str(out),
                 "fmt": fmt, "compress_level": compress_level, "mask_preview": mask_preview},
-                batch_size=1, batch_format="numpy", num_cpus=1,
+                batch_size=1, batch_format="numpy", num_cpus=1, num_gpus=_gpus(gpus_per_actor, sampler.device),
                 compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
             with tqdm(total=count, initial=len(job.done), unit="sample", disable=quiet, dynamic_ncols=True,
                       desc="sample (ray)") as bar:

@@ -15,7 +15,7 @@ from trainer import metrics
 from trainer.cli import main as trainer_cli
 from trainer.run import Run
 from trainer.segmenter import mask_alignment
-from zoo import training_frames
+from runtime import training_frames
 from zoo.cli import main as zoo_cli
 from zoo.entry_config import EntryConfig
 from zoo.errors import UserError

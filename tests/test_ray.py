@@ -70,8 +70,26 @@ def test_resume_on_the_cluster_finishes_only_what_is_missing(entry, tmp_path):
 
 def test_ray_options_and_addresses_are_one_line_errors(entry, tmp_path):
     base = ["sample", str(entry), "--out", str(tmp_path / "o"), "--count", "2", "-q"]
-    for args, message in ((["--actors", "2"], "go with --ray"), (["--ray", "--drop-worst", "0.1"], "not available"),
+    for args, message in ((["--actors", "2"], "go with --ray"), (["--gpus-per-actor", "1"], "go with --ray"),
+                          (["--ray", "--gpus-per-actor", "1"], "each actor needs 1 GPU(s) and the Ray cluster has 0"),
+                          (["--ray", "--drop-worst", "0.1"], "not available"),
                           (["--ray", "--address", "nonsense"], "HOST:PORT"),
                           (["--ray", "--address", "127.0.0.1:1"], "nothing answers")):
         res = CliRunner().invoke(runtime_cli, base + args)
         assert res.exit_code == 1 and message in res.output and res.output.count("\n") == 1, res.output
+
+
+def test_zoo_build_runs_each_scene_as_a_ray_task(tmp_path):
+    from test_build import manifest, write_scene
+    from zoo.cli import main as zoo_cli
+
+    write_scene(tmp_path / "field")
+    path = manifest(tmp_path, [{"name": "field", "image": "field/scene.png", "mask": "field/mask.png"},
+                               {"name": "broken", "image": "field/mask.png", "mask": "field/scene.png"}])
+    out = tmp_path / "entries"
+    res = CliRunner().invoke(zoo_cli, ["build", str(path), "--out", str(out), "--ray"])
+    assert res.exit_code == 1, res.output
+    assert "field: queued" in res.output and "field: finished" in res.output and "broken: failed:" in res.output
+    index = json.loads((out / "index.json").read_text())
+    assert list(index["scenes"]) == ["field"] and index["scenes"]["field"]["path"] == "field"
+    assert ray.is_initialized()   # the caller's Ray session is left as it was

@@ -65,7 +65,7 @@ def _frames_from_files(image: Path, mask: Path | None, size: tuple[int, int], cl
 
 
 def _entry_frames(target: str, entry) -> tuple[np.ndarray, np.ndarray | None]:
-    from zoo import training_frames
+    from runtime import training_frames
 
     if training_frames.has_training_frames(entry.config):
         return training_frames.read(entry.root, entry.config)

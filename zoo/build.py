@@ -180,7 +180,7 @@ def build(manifest: Manifest, opts: BuildOptions, report: Report, *, ray: bool =
 
 def _build_on_ray(manifest: Manifest, opts: BuildOptions, report: Report, *, address, cpus: int,
                   gpus: float) -> list[dict]:
-    from runtime.ray import connect
+    from .ray_session import connect
 
     started = connect(address)
     import ray

@@ -8,14 +8,15 @@ and every picture must have the entry's training size and a class id the entry k
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import numpy as np
 
-from .entry_config import EntryConfig
-from .errors import UserError
+from zoo.entry_config import EntryConfig
+from zoo.errors import UserError
+
+from .writer import flat_palette, mask_png_bytes, png_bytes
 
 __all__ = ["encode", "has_training_frames", "read"]
 
@@ -32,13 +33,12 @@ def encode(frames: np.ndarray, masks: np.ndarray | None, palette: list[list[int]
         raise UserError(f"{len(frames)} training frames: an entry holds at most {MAX_FRAMES} "
                         "(export with --no-training-data)")
     out = {}
-    flat = [v for colour in (palette or []) for v in colour]
+    # without a palette, grey levels: Pillow renumbers the indices of a palette-less "P" image when it saves
+    flat = flat_palette(palette) if palette else [v for c in range(256) for v in (c, c, c)]
     for i, frame in enumerate(frames):
-        out[FRAME.format(i)] = _png(Image.fromarray(np.ascontiguousarray(frame), "RGB"))
+        out[FRAME.format(i)] = png_bytes(Image.fromarray(np.ascontiguousarray(frame), "RGB"), 9)
         if masks is not None:
-            mask = Image.fromarray(np.ascontiguousarray(masks[i]).astype(np.uint8), "P")
-            mask.putpalette(flat or [v for c in range(256) for v in (c, c, c)])
-            out[MASK.format(i)] = _png(mask)
+            out[MASK.format(i)] = mask_png_bytes(np.ascontiguousarray(masks[i]).astype(np.uint8), flat, 9)
     return out
 
 
@@ -66,12 +66,6 @@ def read(root: Path, config: EntryConfig) -> tuple[np.ndarray, np.ndarray | None
         raise UserError(f"{root / 'training'}: a mask holds class {int(masks.max())}, the entry has "
                         f"{len(config.class_names)} classes")
     return frames, masks
-
-
-def _png(image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
 
 
 def _load(root: Path, name: str, config: EntryConfig, mode: str) -> np.ndarray:
