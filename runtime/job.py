@@ -134,7 +134,8 @@ def start_job(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int,
                                       batch_size=batch_size, fraction=drop_worst)
     if resume:
         check_resume(out, info)
-    folders = ["images", "masks"] + (["previews"] if mask_preview else []) if fmt == "png" else ["shards"]
+    masks = ["masks"] + (["previews"] if mask_preview else []) if sampler.entry.has_masks else []
+    folders = ["images", *masks] if fmt == "png" else ["shards"]
     for sub in folders:
         (out / sub).mkdir(exist_ok=True)
         if resume:   # what writers killed mid-file left (zoo.files.atomic_path's names); never a finished file

@@ -106,6 +106,17 @@ def test_fit_without_masks_and_bf16(scene, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["num_classes"] == 0 and cfg["train"]["precision"] == "bf16"
     assert not any(k.startswith("G.mask_converter") for k in _weights(out))
+    # an image-only entry samples images only: no masks/ folder, no mask column
+    from runtime.cli import main as runtime_cli
+    from zoo.cli import main as zoo_cli
+
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(tmp_path / "entry"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "entry/training/mask-000.png").exists() and (tmp_path / "entry/training/frame-000.png").exists()
+    res = CliRunner().invoke(runtime_cli, ["sample", str(tmp_path / "entry"), "--count", "2", "--out",
+                                           str(tmp_path / "s"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["dataset.json", "images", "metadata.jsonl"]
 
 
 def test_fit_with_a_binary_mask_writes_its_palette(tmp_path):
