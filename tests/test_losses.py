@@ -96,6 +96,22 @@ def test_class_frequency_prior_value_and_gradient():
     assert (g[:, 0] > 0).all() and (g[:, 1] < 0).all() and (g[:, 2] < 0).all()
 
 
+def test_class_presence_floor_pushes_only_the_samples_that_drop_a_class():
+    from trainer.losses import class_presence_floor
+
+    # sample 0 draws class 1 on one of its two pixels, sample 1 not at all; floor: class 1 at 0.25 per sample
+    logits = torch.tensor([[[[5.0, 0.0]], [[0.0, 5.0]], [[-1.0, -1.0]]],
+                           [[[5.0, 5.0]], [[0.0, 0.0]], [[-1.0, -1.0]]]], requires_grad=True)
+    loss = class_presence_floor(logits, torch.tensor([0.0, 0.25, 0.0]))
+    assert torch.isclose(loss, torch.tensor(0.125))   # (0 + 0.25) / 2 samples
+    loss.backward()
+    g = logits.grad
+    assert torch.all(g[0] == 0)   # at or above the floor: no push, however the shares differ from the training's
+    # sample 1: class 1 raised at each pixel by 1 / (B * HW) = 1/4, centred over the 3 classes
+    assert torch.allclose(g[1, 1], torch.full_like(g[1, 1], -0.25 * 2 / 3))
+    assert torch.allclose(g[1].sum(0), torch.zeros(1, 2), atol=1e-7)
+
+
 def test_activation_bounds_are_zero_in_the_healthy_range():
     from trainer.generator import activation_bounds
 
