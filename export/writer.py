@@ -116,14 +116,14 @@ def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp
         training["health"] = last
     frames, masks = run.frames()
     stats = reference(frames)
-    state: dict[str, Path | bytes] = {}
+    extra: dict[str, Path | bytes] = {}
     if training_data:
-        state.update(encode_training_frames(frames, masks if G.cfg.has_masks else None, classes["palette"]))
+        extra.update(encode_training_frames(frames, masks if G.cfg.has_masks else None, classes["palette"]))
     if checkpoint:
-        state.update({f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")})
-        state[f"checkpoint/checkpoints/{ckpt.name}"] = ckpt
+        extra.update({f"checkpoint/{n}": Path(run_dir) / n for n in ("config.json", "data.safetensors")})
+        extra[f"checkpoint/checkpoints/{ckpt.name}"] = ckpt
     return write_entry(G, out, classes, training, precisions=precisions, probabilities=probabilities, weights=weights,
-                       card=card, extra=state, reference_stats=stats)
+                       card=card, extra=extra, reference_stats=stats)
 
 
 def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, precisions: tuple[str, ...] = ("fp32",),

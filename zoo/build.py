@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -71,8 +71,7 @@ def build_scene(spec: SceneSpec, opts: BuildOptions, report: Report) -> dict:
             state = "finished"
     except (SceneFailed, UserError, OSError) as e:
         message = str(e) if not isinstance(e, OSError) else f"{e.filename or ''}: {e.strerror or e}"
-        message = message.strip().removeprefix("error: ")
-        failed = {"name": spec.name, "state": "failed", "error": message.strip(),
+        failed = {"name": spec.name, "state": "failed", "error": message.strip().removeprefix("error: "),
                   "minutes": round((time.perf_counter() - start) / 60, 2)}
         report(spec.name, f"failed: {failed['error']}")
         return failed
@@ -152,13 +151,18 @@ def _env(threads: int | None) -> dict:
 
 
 def _cli(module: str, args: list, env: dict) -> str:
-    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL)
+    with subprocess.Popen([sys.executable, "-m", module, *map(str, args)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except KeyboardInterrupt:   # the child had the same Ctrl-C: let it save its checkpoint (subprocess.run
+            proc.communicate()      # would kill it after 0.25 s)
+            raise
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
         what = " ".join(str(a) for a in args[:1])
         raise SceneFailed(lines[-1] if lines else f"`{module.split('.')[0]} {what}` exited with {proc.returncode}")
-    return proc.stdout
+    return stdout
 
 
 def _push(entry_dir: Path, repo: str, hub) -> dict:
@@ -190,7 +194,7 @@ def _build_on_ray(manifest: Manifest, opts: BuildOptions, report: Report, *, add
         queue = Queue(actor_options={"num_cpus": 0})
         task = ray.remote(_scene_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=RAY_RETRIES,
                                                retry_exceptions=False)
-        opts = BuildOptions(**{**opts.__dict__, "threads": opts.threads or cpus})
+        opts = replace(opts, threads=opts.threads or cpus)
         pending = {task.remote(spec, opts, queue): spec.name for spec in manifest.scenes}
         for spec in manifest.scenes:
             report(spec.name, "queued")

@@ -243,8 +243,10 @@ def build(manifest, out, push_org, index_repo, use_ray, address, cpus_per_scene,
             raise UserError("--push needs the network; offline mode is on")
     opts = BuildOptions.from_manifest(spec, out, push_org=push_org, hub=hub)
     opts.out.mkdir(parents=True, exist_ok=True)
-    stamp = lambda: time.strftime("%H:%M:%S")   # noqa: E731
-    report = lambda name, state: click.echo(plain(f"{stamp()} {name}: {state}"), err=True)   # noqa: E731
+
+    def report(name: str, state: str) -> None:
+        click.echo(plain(f"{time.strftime('%H:%M:%S')} {name}: {state}"), err=True)
+
     results = build_all(spec, opts, report, ray=use_ray, address=address, cpus_per_scene=cpus_per_scene,
                         gpus_per_scene=gpus_per_scene)
     path, data = write_index(results, opts.out, pushed_only=push_org is not None)
