@@ -39,8 +39,8 @@ def _needs_export_extra():
 @click.option("--force", is_flag=True, help="Export even if the run's last health check failed (a collapsed run).")
 @click.option("-q", "--quiet", is_flag=True)
 @user_errors
-def export_cmd(run_dir, out, precisions, probabilities, no_weights, no_training_data, checkpoint, title, source, image_license,
-               license_, evaluation, overwrite, force, quiet):
+def export_cmd(run_dir, out, precisions, probabilities, no_weights, no_training_data, checkpoint, title, source,
+               image_license, license_, evaluation, overwrite, force, quiet):
     """Export a trainer run's EMA generator to an entry folder (ONNX + config + weights)."""
     _needs_export_extra()
     from export.writer import export_entry, read_evaluation

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 from runtime.latents import latent_grid, latent_vectors
 from runtime.sampler import MICRO_BATCH, fixed_runs
+from runtime.training_frames import encode as encode_training_frames
 from trainer.checkpoint import guard_state
 from trainer.generator import Generator
 from trainer.preview import preview_grid
@@ -25,7 +26,6 @@ from zoo.entry_config import ENTRY_FORMAT, ONNX_FILES, EntryConfig, is_entry_con
 from zoo.files import UMASK, sha256_file
 from zoo.quality import reference
 from zoo.sessions import open_session
-from runtime.training_frames import encode as encode_training_frames
 from zoo.versions import versions
 
 from .graph import IMAGE_LAYOUT, ExportError
@@ -97,7 +97,7 @@ def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp
                  card: dict | None = None, checkpoint: bool = False, training_data: bool = True,
                  force: bool = False) -> dict:
     """Export a trainer run into an entry folder; returns the entry's config. `training_data` adds the training
-    frames and masks under training/ (zoo.training_frames: `trainer eval` then works on the entry alone);
+    frames and masks under training/ (runtime.training_frames: `trainer eval` then works on the entry alone);
     `checkpoint` adds the run's latest full training state under checkpoint/ (a run folder: `trainer resume`
     continues it). A run whose last health check failed (trainer/health.py) is refused unless `force`."""
     check_destination(Path(out), overwrite)
@@ -130,8 +130,8 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, preci
                 probabilities: bool = False, weights: bool = True, card: dict | None = None,
                 extra: dict[str, Path | bytes] | None = None, reference_stats: dict | None = None) -> dict:
     """Export G's ONNX variants, weights, preview and config into `out`, all or nothing. `extra` maps entry
-    file names to files copied in as they are, or to their bytes; `reference_stats` is the training frames' quality reference
-    (zoo.quality; without it `runtime sample --drop-worst` is unavailable)."""
+    file names to files copied in as they are, or to their bytes; `reference_stats` is the training frames'
+    quality reference (zoo.quality; without it `runtime sample --drop-worst` is unavailable)."""
     out = Path(out)
     unknown = set(precisions) - set(PRECISIONS)
     if unknown:

@@ -278,7 +278,10 @@ def test_index_rejects_traversal_and_unpinned_entries(hub, tmp_path):
                         ({"repo": "org/scene", "revision": "main", "files": {}}, "pinned 40-hex commit"),
                         ({"repo": "../../etc", "revision": hub.sha, "files": {}}, "repo must look like org/name"),
                         ({"bundled": "../../../etc", "files": {}}, "bundled must name a scene shipped"),
-                        ({"bundled": "nonexistent", "files": {}}, "bundled must name a scene shipped")]:
+                        ({"bundled": "nonexistent", "files": {}}, "bundled must name a scene shipped"),
+                        ({"path": "../../etc", "files": {"config.json": {"sha256": "0" * 64}}},
+                         "escapes the entry folder"),
+                        ({"path": "scene", "files": {}}, "files must include config.json's sha256")]:
         hub.index.write_text(json.dumps({"format": "oneshot-gan-index/1", "scenes": {"evil": bad}}))
         res = run("pull", "evil")
         assert res.exit_code == 1 and expect in res.output, res.output
@@ -299,6 +302,11 @@ def test_index_from_a_hub_repo(hub, tmp_path):
               env={"ONESHOT_GAN_INDEX": None})
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["revision"] == hub.sha
+    # entries by folder are for local index files only: a downloaded index cannot point at local paths
+    by_path = {"format": "oneshot-gan-index/1", "scenes": {"mine": {"path": "x", "files": {"config.json": {"sha256": "0" * 64}}}}}
+    sha = hub.commit("org/indexes", {"scenes.json": json.dumps(by_path).encode()})
+    res = run("pull", "mine", "--index", f"hf://org/indexes@{sha}/scenes.json", env={"ONESHOT_GAN_INDEX": None})
+    assert res.exit_code == 1 and "a path entry is only allowed in a local index file" in res.output, res.output
 
 
 def test_list_info_and_rm(hub):

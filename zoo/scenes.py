@@ -27,7 +27,7 @@ from .index import BUNDLED, COMMIT, REPO, IndexEntry, load_index
 __all__ = ["DEFAULT_SCENE", "SceneRef", "ResolvedScene", "bundled_scenes", "parse_scene", "check_files", "pull", "resolve"]
 
 DEFAULT_SCENE = "coins"
-# What sampling and `trainer eval` need (the training frames are small: zoo.training_frames); weights and the
+# What sampling and `trainer eval` need (the training frames are small: runtime.training_frames); weights and the
 # training state come only on request.
 SAMPLING_FILES = ["config.json", "README.md", "preview.png", "quality.json", *ONNX_FILES.values()]  # exact names
 TRAINING_FRAMES = ["training/frame-[0-9][0-9][0-9].png", "training/mask-[0-9][0-9][0-9].png"]
