@@ -78,8 +78,8 @@ def _per_device(key: str, fmt=str) -> str:
 @click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
-              help="Every sample should draw at least this share of each class's smallest share in a training "
-                   "frame (weighted by --lambda-freq; 0: off).")
+              help="Every sample should draw at least this share of each rare class's smallest share in a "
+                   "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")
 @click.option("--lambda-dr", type=click.FloatRange(0), default=_T.lambda_dr, show_default=True)
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"EMA decay of G [{REFERENCE_EMA}, horizon scaled to iters/{REFERENCE_ITERS:,} for shorter runs].")

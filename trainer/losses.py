@@ -129,6 +129,9 @@ def hard_shares(mask_logits: torch.Tensor, dims: tuple[int, ...]) -> torch.Tenso
     return (hard + centred - centred.detach()).mean(dims)
 
 
+FLOOR_MAX_SHARE = 0.03  # the presence floor applies to classes below this share of the training pixels
+
+
 def class_presence_floor(mask_logits: torch.Tensor, floor_share: torch.Tensor) -> torch.Tensor:
     """How far each fake sample's hard class shares fall below floor_share, summed over classes, averaged over
     the batch; gradients passed straight to the logits as in class_frequency_prior.
