@@ -22,7 +22,9 @@ def main() -> None:
 @main.command()
 @click.argument("scene", required=False)
 @click.option("--count", type=click.IntRange(1, MAX_INDEX), default=1000, show_default=True)
-@click.option("--out", type=click.Path(), default="samples", show_default=True)
+@click.option("--out", default="samples", show_default=True,
+              help="A folder; for webdataset and npz also a URI fsspec understands (s3://bucket/prefix with s3fs, "
+                   "gs:// with gcsfs, ...).")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Sample i depends only on (seed, i).")
 @click.option("--start-index", type=click.IntRange(0, MAX_INDEX), default=0, show_default=True)
@@ -66,11 +68,9 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
 
     SCENE: a bundled or index name, org/repo[@revision] on the Hugging Face Hub (pulled once, then used
     from the cache), or an entry folder [coins]."""
-    from pathlib import Path
-
-    from .job import Interrupted, sample_to_folder
     from zoo.sizes import parse_hw
 
+    from .job import Interrupted, sample_to_folder
     from .sampler import Sampler, load_backend
 
     if grid is not None and size is not None:
@@ -94,10 +94,10 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
         if use_ray:
             from .ray import sample_to_folder_on_ray
 
-            summary = sample_to_folder_on_ray(sampler, Path(out), actors=actors, address=address,
+            summary = sample_to_folder_on_ray(sampler, out, actors=actors, address=address,
                                               gpus_per_actor=gpus_per_actor, **job)
         else:
-            summary = sample_to_folder(sampler, Path(out), workers=workers, drop_worst=drop_worst, **job)
+            summary = sample_to_folder(sampler, out, workers=workers, drop_worst=drop_worst, **job)
     except Interrupted as e:
         click.echo(f"interrupted: {e.complete} samples are complete in {out}; finish with --resume", err=True)
         sys.exit(130)

@@ -1,5 +1,6 @@
-"""A `runtime sample` job: samples start .. start+count-1 into a dataset folder, inference, latent generation and
-PNG encoding overlapping (encoding in worker processes), resumable, Ctrl-C safe."""
+"""A `runtime sample` job: samples start .. start+count-1 into a dataset folder (for the shard formats, also a URI:
+runtime.output), inference, latent generation and encoding overlapping (encoding in worker processes), resumable,
+Ctrl-C safe."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import errno
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -25,10 +25,10 @@ from zoo.quality import SCORE, Scorer, drop_threshold
 from zoo.versions import versions
 
 from .latents import MAX_INDEX, MAX_SEED, SCHEME
+from .output import Output, output_of
 from .sampler import Sampler
-from .webdataset import write_shard
-from .writer import (SHARD_EXT, atomic_write, complete_indices, encode_batch, flat_palette, shard_name, write_metadata,
-                     write_npz)
+from .webdataset import shard_bytes
+from .writer import SHARD_EXT, complete_indices, encode_batch, flat_palette, npz_bytes, shard_name, write_metadata
 
 __all__ = ["sample_to_folder", "Interrupted", "SETTINGS"]
 
@@ -45,27 +45,26 @@ class Interrupted(Exception):
         self.complete = complete
 
 
-def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+def prepare_out(out: Output, resume: bool, overwrite: bool) -> None:
     try:
         _prepare_out(out, resume, overwrite)
-    except OSError as e:   # a name too long, a read-only or vanished parent, ...
-        raise UserError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+    except OSError as e:   # a name too long, a read-only or vanished parent, a store that refuses, ...
+        raise UserError(f"{out.label}: cannot create the output folder ({e.strerror or e})") from None
 
 
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
-        raise UserError(f"{out}: folder is not empty (pass --resume to finish it, or --overwrite)")
-    if overwrite and out.is_dir() and not resume:
-        if any(out.iterdir()) and not (out / "dataset.json").is_file():
-            raise UserError(f"{out}: not a sample folder (no dataset.json); --overwrite only replaces those")
+def _prepare_out(out: Output, resume: bool, overwrite: bool) -> None:
+    if out.is_file():
+        raise UserError(f"{out.label}: exists and is not a folder")
+    if out.names() and not (resume or overwrite):
+        raise UserError(f"{out.label}: folder is not empty (pass --resume to finish it, or --overwrite)")
+    if overwrite and not resume and out.names():
+        if not out.is_file("dataset.json"):
+            raise UserError(f"{out.label}: not a sample folder (no dataset.json); --overwrite only replaces those")
         for name in ("images", "masks", "previews", "shards", "metadata.jsonl", "dataset.json"):
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise UserError(f"{out}: not writable")
+            out.remove(name)
+    out.makedirs()
+    if not out.writable():
+        raise UserError(f"{out.label}: not writable")
 
 
 def dataset_info(sampler: Sampler, *, scene: str, seed: int, grid, start: int, count: int, argv: list[str],
@@ -84,25 +83,27 @@ def dataset_info(sampler: Sampler, *, scene: str, seed: int, grid, start: int, c
             "drop_worst": None, "command": " ".join(argv)}
 
 
-def check_resume(out: Path, info: dict) -> None:
-    path = out / "dataset.json"
-    if not path.is_file():
-        if any(out.iterdir()):
-            raise UserError(f"{out}: not a sample folder (no dataset.json); --resume only finishes those")
+def check_resume(out: Output, info: dict) -> None:
+    if not out.is_file("dataset.json"):
+        if out.names():
+            raise UserError(f"{out.label}: not a sample folder (no dataset.json); --resume only finishes those")
         return
     try:
-        old = json.loads(path.read_text())
+        old = json.loads(out.read("dataset.json"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"{path}: not readable ({e}); cannot tell what was sampled, use a new --out") from None
+        raise UserError(f"{out.label}/dataset.json: not readable ({e}); cannot tell what was sampled, "
+                        "use a new --out") from None
     if not isinstance(old, dict):
-        raise UserError(f"{path}: not a dataset description; cannot tell what was sampled, use a new --out")
+        raise UserError(f"{out.label}/dataset.json: not a dataset description; cannot tell what was sampled, "
+                        "use a new --out")
     diff = [k for k in SETTINGS if old.get(k) != info.get(k)]
     if diff:
-        raise UserError(f"{out}: was sampled with other settings ({', '.join(f'{k}={old.get(k)}' for k in diff)}); "
-                        "use a new --out")
+        raise UserError(f"{out.label}: was sampled with other settings "
+                        f"({', '.join(f'{k}={old.get(k)}' for k in diff)}); use a new --out")
 
 
 class Job(NamedTuple):
+    out: Output
     grid: tuple[int, int]
     batch_size: int
     info: dict          # dataset.json
@@ -110,10 +111,10 @@ class Job(NamedTuple):
     scorer: Scorer | None
 
 
-def start_job(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int, start: int, grid, batch_size,
+def start_job(sampler: Sampler, out: str | Path, *, scene: str, count: int, seed: int, start: int, grid, batch_size,
               workers, resume: bool, overwrite: bool, argv, fmt: str, drop_worst: float, mask_preview: bool) -> Job:
     """Everything before the first sample, shared by the local and the Ray jobs: check the request, prepare
-    (or check, on --resume) the output folder, write dataset.json."""
+    (or check, on --resume) the output folder (a path, or a URI for the shard formats), write dataset.json."""
     if count <= 0 or start < 0 or start + count > MAX_INDEX:
         raise UserError(f"samples {start} .. {start + count - 1}: --count must be positive and indices within "
                         f"0 .. {MAX_INDEX - 1}")
@@ -123,6 +124,10 @@ def start_job(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int,
         raise UserError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size} and {workers}")
     if not 0 <= drop_worst < 1:
         raise UserError(f"--drop-worst must be in [0, 1), got {drop_worst}")
+    out = Output(out)
+    if fmt == "png" and not out.local:
+        raise UserError(f"{out.label}: PNG folders are written to a local or mounted folder; write to a URI with "
+                        "--format webdataset or npz")
     grid = sampler.grid_for(grid)
     batch_size = batch_size or auto_batch(sampler.output_size(grid))
     scorer = quality_scorer(sampler) if drop_worst else None
@@ -137,16 +142,17 @@ def start_job(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int,
     masks = ["masks"] + (["previews"] if mask_preview else []) if sampler.entry.has_masks else []
     folders = ["images", *masks] if fmt == "png" else ["shards"]
     for sub in folders:
-        (out / sub).mkdir(exist_ok=True)
+        out.makedirs(sub)
         if resume:   # what writers killed mid-file left (zoo.files.atomic_path's names); never a finished file
-            for stale in (out / sub).glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
-    atomic_write(out / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
+            for stale in out.names(sub):
+                if stale.startswith(".") and stale.endswith(".tmp"):
+                    out.remove(f"{sub}/{stale}")
+    out.write("dataset.json", (json.dumps(info, indent=2) + "\n").encode())
     done = complete_indices(out, fmt) if resume else set()
-    return Job(grid, batch_size, info, {i for i in done if start <= i < start + count}, scorer)
+    return Job(out, grid, batch_size, info, {i for i in done if start <= i < start + count}, scorer)
 
 
-def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int = 0, start: int = 0,
+def sample_to_folder(sampler: Sampler, out: str | Path, *, scene: str, count: int, seed: int = 0, start: int = 0,
                      grid=None, batch_size: int | None = None, workers: int | None = None, compress_level: int = 1,
                      mask_preview: bool = False, resume: bool = False, overwrite: bool = False, quiet: bool = False,
                      argv: list[str] | None = None, fmt: str = "png", drop_worst: float = 0.0) -> dict:
@@ -154,7 +160,7 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
     drop_worst: leave out samples whose quality score is above the (1 - drop_worst) quantile of the scores of
     the first CALIBRATION samples (all of them when count is smaller), so whether sample i is kept depends only
     on (seed, start, i), never on batching or resuming."""
-    grid, batch_size, info, done, scorer = start_job(
+    out, grid, batch_size, info, done, scorer = start_job(
         sampler, out, scene=scene, count=count, seed=seed, start=start, grid=grid, batch_size=batch_size,
         workers=workers, resume=resume, overwrite=overwrite, argv=argv, fmt=fmt, drop_worst=drop_worst,
         mask_preview=mask_preview)
@@ -185,7 +191,7 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
             units = ([(idx, images, masks)] if len(idx) else []) if fmt == "png" else \
                 shards.add(idx, images, masks, gone)
             for unit in units:
-                pending.add(pool.submit(write_unit, str(out), fmt, *unit, palette, compress_level, mask_preview))
+                pending.add(pool.submit(write_unit, out.label, fmt, *unit, palette, compress_level, mask_preview))
             while len(pending) >= 2 * max(1, workers):
                 pending = _collect(pending, written, bar, FIRST_COMPLETED)
         pending = _collect(pending, written, bar, None)
@@ -201,14 +207,14 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
             pass  # the disk is still full; --resume rebuilds metadata.jsonl from the complete files
         complete = len(complete_indices(out, fmt))
         reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise UserError(f"{out}: {reason} while writing; {complete} samples are complete "
+        raise UserError(f"{out.label}: {reason} while writing; {complete} samples are complete "
                         "(free space, then run again with --resume)") from None
     finally:
         _stop(pool)
         bar.close()
     finish_job(out, seed, sampler, fmt)
     elapsed = time.perf_counter() - t0
-    return {"out": str(out), "written": len(written), "skipped": len(done),
+    return {"out": out.label, "written": len(written), "skipped": len(done),
             "dropped": len(dropped),
             "seconds": round(elapsed, 3), "samples_per_s": round(len(written) / elapsed, 2) if written else 0.0,
             "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
@@ -216,14 +222,15 @@ def sample_to_folder(sampler: Sampler, out: Path, *, scene: str, count: int, see
 
 def write_unit(out: str, fmt: str, indices, images, masks, palette: list[int], compress_level: int,
                mask_preview: bool) -> list[int]:
-    """Runs in an encoder (or a Ray actor): one unit of the output, a batch of PNG pairs or one whole shard,
-    written by rename; returns its indices. The local and the Ray jobs both write through here."""
+    """Runs in an encoder (or a Ray actor): one unit of the output, a batch of PNG pairs or one whole shard, each
+    file landing whole; returns its indices. The local and the Ray jobs both write through here."""
+    output = output_of(out)
     if fmt == "png":
-        return encode_batch(out, indices, images, masks, palette, compress_level, mask_preview)
-    path = Path(out) / "shards" / (shard_name(indices) + SHARD_EXT[fmt])
-    if fmt == "webdataset":
-        return write_shard(path, indices, images, masks, palette, compress_level)
-    return write_npz(path, indices, images, masks)
+        return encode_batch(str(output.path), indices, images, masks, palette, compress_level, mask_preview)
+    data = (shard_bytes(indices, images, masks, palette, compress_level) if fmt == "webdataset" else
+            npz_bytes(indices, images, masks))
+    output.write(f"shards/{shard_name(indices)}{SHARD_EXT[fmt]}", data)
+    return [int(i) for i in indices]
 
 
 def _stop(pool) -> None:
@@ -288,10 +295,10 @@ def _collect(pending, written, bar, mode):
     return pending
 
 
-def finish_job(out: Path, seed: int, sampler: Sampler, fmt: str) -> None:
+def finish_job(out: Output, seed: int, sampler: Sampler, fmt: str) -> None:
     """After the last sample (local or Ray, interrupted or not): the PNG folder's metadata.jsonl."""
     if fmt == "png":
-        write_metadata(out, complete_indices(out), seed, sampler.entry.has_masks)
+        write_metadata(out.path, complete_indices(out), seed, sampler.entry.has_masks)
 
 
 def todo_blocks(start: int, count: int, done: set[int], block: int = 1 << 16):

@@ -144,14 +144,15 @@ def _units(start: int, count: int, done: set[int], fmt: str, batch_size: int) ->
     return units
 
 
-def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: int, seed: int = 0, start: int = 0,
+def sample_to_folder_on_ray(sampler: Sampler, out: str | Path, *, scene: str, count: int, seed: int = 0, start: int = 0,
                             grid=None, batch_size: int | None = None, compress_level: int = 1,
                             mask_preview: bool = False, resume: bool = False, overwrite: bool = False,
                             quiet: bool = False, argv: list[str] | None = None, fmt: str = "png",
                             actors: int | None = None, address: str | None = None,
                             gpus_per_actor: float | None = None) -> dict:
     """`runtime sample --ray`: the local job's folder, files and dataset.json, written by Ray actors, each
-    holding one CPU and gpus_per_actor GPUs [1 when the sampler's device is CUDA, else 0]."""
+    holding one CPU and gpus_per_actor GPUs [1 when the sampler's device is CUDA, else 0]. out: a folder every
+    node sees (a shared file system), or for the shard formats a URI (runtime.output) every node can write to."""
     import ray
     import ray.data
     from tqdm import tqdm
@@ -173,7 +174,7 @@ def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: i
                                      override_num_blocks=min(len(units), 4096))
             ds = ds.map_batches(_Write, fn_constructor_kwargs={
                 "payload": payload, "precision": sampler.precision, "device": sampler.device, "seed": seed,
-                "grid": job.grid, "out": str(out),
+                "grid": job.grid, "out": job.out.label,
                 "fmt": fmt, "compress_level": compress_level, "mask_preview": mask_preview},
                 batch_size=1, batch_format="numpy", num_cpus=1, num_gpus=_gpus(gpus_per_actor, sampler.device),
                 compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
@@ -186,14 +187,15 @@ def sample_to_folder_on_ray(sampler: Sampler, out: Path, *, scene: str, count: i
                         bar.update(n)
                 except ray.exceptions.RayError as e:   # an actor failed: say what, keep what is written
                     reason = str(e).strip().splitlines()[-1][:300]
-                    raise UserError(f"{out}: the Ray job failed ({reason}); {len(complete_indices(out, fmt))} "
+                    raise UserError(f"{job.out.label}: the Ray job failed ({reason}); "
+                                    f"{len(complete_indices(job.out, fmt))} "
                                     "samples are complete, finish with --resume") from None
-        finish_job(out, seed, sampler, fmt)
+        finish_job(job.out, seed, sampler, fmt)
         elapsed = time.perf_counter() - t0
     finally:
         if started:
             ray.shutdown()
-    return {"out": str(out), "written": written, "skipped": len(job.done), "dropped": 0,
+    return {"out": job.out.label, "written": written, "skipped": len(job.done), "dropped": 0,
             "seconds": round(elapsed, 3), "samples_per_s": round(written / elapsed, 2) if written else 0.0,
             "batch_size": job.batch_size, "workers": actors, "ray": True,
             **{k: job.info[k] for k in ("grid", "size", "precision", "seed")}}

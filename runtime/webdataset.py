@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import io
 import tarfile
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-from .writer import atomic_write, mask_png_bytes, png_bytes
+from .writer import mask_png_bytes, png_bytes
 
 
 def decode_mask(data: bytes) -> np.ndarray:
@@ -43,16 +42,13 @@ def shard_bytes(indices, images: np.ndarray, masks: np.ndarray | None, palette: 
     return buf.getvalue()
 
 
-def write_shard(path: Path, indices, images, masks, palette, compress_level: int = 1) -> list[int]:
-    """Runs in a worker process; the shard appears atomically, complete or not at all."""
-    atomic_write(Path(path), shard_bytes(indices, images, masks, palette, compress_level))
-    return [int(i) for i in indices]
-
-
 def read_shards(paths) -> Iterator[dict]:
-    """Yields {"index", "image" (H, W, 3) uint8, "mask" (H, W) uint8 class ids} in shard order."""
+    """Yields {"index", "image" (H, W, 3) uint8, "mask" (H, W) uint8 class ids} in shard order; paths may be URIs
+    (`s3://...`, read through fsspec)."""
+    import fsspec
+
     for path in paths:
-        with tarfile.open(path) as tar:
+        with fsspec.open(str(path), "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
             group: dict[str, bytes] = {}
             key = None
             for member in tar:

@@ -68,15 +68,17 @@ def encode_batch(out: str, indices: np.ndarray, images: np.ndarray, masks: np.nd
 SHARD_EXT = {"webdataset": ".tar", "npz": ".npz"}
 
 
-def complete_indices(out: Path, fmt: str = "png") -> set[int]:
-    """Samples already written: PNGs whose image exists, or every index of a shard that exists."""
+def complete_indices(out, fmt: str = "png") -> set[int]:
+    """Samples already written to `out` (an Output, a folder or a URI): PNGs whose image exists, or every index of
+    a shard that exists."""
+    from .output import Output
+
+    output = out if isinstance(out, Output) else Output(out)
     if fmt == "png":
-        folder = out / "images"
-        return {int(p.stem) for p in folder.iterdir() if p.suffix == ".png" and p.stem.isdigit()} if folder.is_dir() else set()
-    folder = out / "shards"
+        return {int(n[:-4]) for n in output.names("images") if n.endswith(".png") and n[:-4].isdigit()}
     done: set[int] = set()
-    for p in folder.glob(f"*{SHARD_EXT[fmt]}") if folder.is_dir() else []:
-        first, _, last = p.stem.partition("-")
+    for n in output.names("shards"):
+        first, _, last = n.removesuffix(SHARD_EXT[fmt]).partition("-") if n.endswith(SHARD_EXT[fmt]) else ("", "", "")
         if first.isdigit() and last.isdigit():
             done.update(range(int(first), int(last) + 1))
     return done
@@ -86,15 +88,14 @@ def shard_name(indices) -> str:
     return f"{int(indices[0]):09d}-{int(indices[-1]):09d}"
 
 
-def write_npz(path: Path, indices, images, masks) -> list[int]:
-    """Runs in a worker process: one shard of raw arrays (no encoding cost)."""
+def npz_bytes(indices, images, masks) -> bytes:
+    """One shard of raw arrays (no encoding cost)."""
     buf = io.BytesIO()
     arrays = {"indices": np.asarray(indices, np.int64), "images": images}
     if masks is not None:
         arrays["masks"] = masks
     np.savez(buf, **arrays)
-    atomic_write(Path(path), buf.getvalue())
-    return [int(i) for i in indices]
+    return buf.getvalue()
 
 
 def write_metadata(out: Path, indices: set[int], seed: int, has_masks: bool) -> None:

@@ -112,6 +112,19 @@ def test_class_presence_floor_pushes_only_the_samples_that_drop_a_class():
     assert torch.allclose(g[1].sum(0), torch.zeros(1, 2), atol=1e-7)
 
 
+def test_the_presence_floor_binds_rare_classes_only():
+    import torch.nn.functional as F
+
+    from trainer.losses import presence_floor_shares
+
+    ids = torch.zeros(2, 10, 20, dtype=torch.long)   # two frames of 200 pixels: class 0 the rest
+    ids[:, :5] = 1                                    # a region: 25 % of each frame
+    ids[0, 9, :4], ids[1, 9, :2] = 2, 2              # an object: 2 % and 1 % of the frames
+    masks = F.one_hot(ids, 3).permute(0, 3, 1, 2).float()
+    assert torch.allclose(presence_floor_shares(masks, 0.5), torch.tensor([0.0, 0.0, 0.5 * 0.01]))
+    assert torch.all(presence_floor_shares(masks, 0.0) == 0)
+
+
 def test_activation_bounds_are_zero_in_the_healthy_range():
     from trainer.generator import activation_bounds
 

@@ -132,6 +132,15 @@ def hard_shares(mask_logits: torch.Tensor, dims: tuple[int, ...]) -> torch.Tenso
 FLOOR_MAX_SHARE = 0.03  # the presence floor applies to classes below this share of the training pixels
 
 
+def presence_floor_shares(real_masks: torch.Tensor, floor: float) -> torch.Tensor:
+    """Per class, the share each fake sample should at least draw: floor x the class's smallest share in any
+    training frame (one-hot masks, N x C x H x W), for rare classes only (objects, not regions: a floor on a
+    six-class scene's layers made the generator meet it in the mask alone, docs/robustness/experiments.md
+    section 12)."""
+    rare = real_masks.mean((0, 2, 3)) < FLOOR_MAX_SHARE
+    return floor * real_masks.mean((2, 3)).amin(0) * rare
+
+
 def class_presence_floor(mask_logits: torch.Tensor, floor_share: torch.Tensor) -> torch.Tensor:
     """How far each fake sample's hard class shares fall below floor_share, summed over classes, averaged over
     the batch; gradients passed straight to the logits as in class_frequency_prior.

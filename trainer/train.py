@@ -33,7 +33,8 @@ from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
 from .health import GuardState, Probe
-from .losses import FLOOR_MAX_SHARE, adversarial, class_frequency_prior, class_presence_floor, diversity, generator_objective
+from .losses import (adversarial, class_frequency_prior, class_presence_floor, diversity, generator_objective,
+                     presence_floor_shares)
 from .perf import keep_freed_memory
 from .preview import preview_grid
 from .run import CONFIG_FORMAT
@@ -94,10 +95,7 @@ class Trainer:
             ids = torch.from_numpy(masks.astype(np.int64)).to(self.device)
             self.real_masks = F.one_hot(ids, model_cfg.num_classes).permute(0, 3, 1, 2).float()
             self.class_share = self.real_masks.mean((0, 2, 3))
-            # objects, not regions: a floor on a six-class scene's layers made the generator meet it in the mask
-            # alone (docs/robustness/experiments.md section 12)
-            objects = (self.class_share < FLOOR_MAX_SHARE).float()
-            self.class_floor = train_cfg.presence_floor * self.real_masks.mean((2, 3)).amin(0) * objects
+            self.class_floor = presence_floor_shares(self.real_masks, train_cfg.presence_floor)
         u8 = np.clip(np.round((images.transpose(0, 2, 3, 1) + 1) * 127.5), 0, 255).astype(np.uint8)
         self.probe = Probe(u8, masks, model_cfg.num_classes, model_cfg.noise_dim, train_cfg.seed)
         self.guard = GuardState()
