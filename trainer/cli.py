@@ -13,7 +13,8 @@ import click
 from zoo.errors import OneLineErrors, UserError, log_to_stderr, user_errors
 from zoo.sizes import parse_hw
 
-from .config import RECIPES, REFERENCE_EMA, REFERENCE_ITERS, REFERENCE_WARMUP, ConfigError, TrainConfig, auto_config
+from .config import (RECIPES, REFERENCE_EMA, REFERENCE_ITERS, REFERENCE_WARMUP, SINGAN_RECIPE, ConfigError, TrainConfig,
+                     auto_config)
 from .data import load_scene, to_training_arrays
 
 # config.json goes last: it is what marks the folder as a run, so an overwrite killed half-way leaves a folder that
@@ -103,22 +104,27 @@ def _per_device(key: str, fmt=str) -> str:
 @click.option("--max-rollbacks", type=click.IntRange(0), default=_T.max_rollbacks, show_default=True,
               help="Rollbacks before a collapse stops the run.")
 @click.option("--no-masks", is_flag=True, help="Ignore masks: train the image-only model.")
+@click.option("--arch", type=click.Choice(["oneshot", "singan"]), default="oneshot", show_default=True,
+              help="singan: the multi-scale baseline (one image; --iters per scale [2,000], --max-size [250], "
+                   "--lr [5e-4], as in the paper).")
 @click.option("--every", type=click.IntRange(1), default=1, show_default=True,
               help="Video / frame folder: take every N-th frame.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Video / frame folder: at most N frames.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, every, max_frames, overwrite, quiet,
+def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, arch, every, max_frames, overwrite, quiet,
         **train):
     """Train a scene from SOURCE: an image, a folder of frames, or a video file.
 
     Defaults follow the device: on CPU the short recipe that bench/robustness.py checks on its scenes
     (minutes on 2 cores), on a GPU the reference's."""
-    from .train import Trainer, pick_device, to_float_images, write_run
+    from .train import pick_device, to_float_images, write_run
 
     # options without a default take the device's recipe; the others are TrainConfig fields with its defaults
-    recipe = RECIPES[pick_device(train["device"]).type == "cpu"]
+    recipe = SINGAN_RECIPE if arch == "singan" else RECIPES[pick_device(train["device"]).type == "cpu"]
+    if arch == "singan" and (width_mult is not None or train["precision"] != "fp32"):
+        raise ConfigError("--arch singan has the paper's widths and trains in fp32 (no --width, --precision)")
     max_size = recipe["max_size"] if max_size is None else max_size
     width_mult = recipe["width"] if width_mult is None else width_mult
     lr = recipe["lr"] if lr is None else lr
@@ -127,8 +133,12 @@ def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, eve
     scene = load_scene(source, mask, every=every, max_frames=max_frames, class_names_file=classes_file,
                        use_masks=not no_masks)
     h, w = scene.size
+    if arch == "singan" and len(scene.frames) > 1:
+        raise ConfigError(f"{source}: SinGAN trains on one image, this has {len(scene.frames)} frames "
+                          "(--max-frames 1 takes the first)")
     try:
-        model_cfg = auto_config(h, w, max_size=max_size, num_classes=scene.num_classes, width_mult=width_mult)
+        model_cfg = (singan_config(h, w, max_size=max_size, num_classes=scene.num_classes) if arch == "singan" else
+                     auto_config(h, w, max_size=max_size, num_classes=scene.num_classes, width_mult=width_mult))
     except ConfigError as e:
         raise ConfigError(f"{source}: {e} (image {w}x{h}, --max-size {max_size})") from None
     train_cfg = TrainConfig(**train, lr_g=lr, lr_d=lr).resolved()
@@ -137,7 +147,7 @@ def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, eve
                  "frames": scene.names, "source_size": [h, w], "fingerprint": scene.fingerprint,
                  "mask_encoding": scene.mask_encoding, "class_names": scene.class_names,
                  "palette": scene.palette, "source_ids": scene.source_ids, "every": every, "max_frames": max_frames}
-    trainer = Trainer(out, model_cfg, train_cfg, to_float_images(images), masks, scene.palette or None)
+    trainer = _trainer(out, model_cfg, train_cfg, to_float_images(images), masks, scene.palette or None)
     try:
         if overwrite:
             _clear_run(out)
@@ -145,15 +155,17 @@ def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, eve
     except OSError as e:   # a read-only or full filesystem
         raise RunError(f"{out}: cannot write the run folder ({e.strerror or e})") from None
     if not quiet:
-        click.echo(f"training {model_cfg.height}x{model_cfg.width} (grid {model_cfg.grid_h}x{model_cfg.grid_w}, "
-                   f"{len(scene.frames)} frame(s), {scene.num_classes or 'no'} classes) on {trainer.device} -> {out}",
-                   err=True)
+        layout = (f"{len(model_cfg.sizes)} scales of {train_cfg.iters:,} iterations" if arch == "singan" else
+                  f"grid {model_cfg.grid_h}x{model_cfg.grid_w}")
+        click.echo(f"training {model_cfg.height}x{model_cfg.width} ({layout}, {len(scene.frames)} frame(s), "
+                   f"{scene.num_classes or 'no'} classes) on {trainer.device} -> {out}", err=True)
     _run(trainer, out, quiet)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--iters", type=click.IntRange(1), default=None, help="New total number of iterations.")
+@click.option("--iters", type=click.IntRange(1), default=None,
+              help="New total number of iterations (SinGAN: per scale, for the current and the later scales).")
 @click.option("--guard/--no-guard", default=None, help="Change whether a collapse rolls back (default: as the run).")
 @click.option("--max-rollbacks", type=click.IntRange(0), default=None, help="Change the rollback budget.")
 @click.option("-q", "--quiet", is_flag=True)
@@ -161,17 +173,17 @@ def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, eve
 def resume(run_dir, iters, guard, max_rollbacks, quiet):
     """Continue the run in RUN_DIR from its latest checkpoint."""
     from .run import Run
-    from .train import Trainer, to_float_images
+    from .train import to_float_images
 
     run = Run.open(run_dir)
     images, masks = run.frames()
     config = run.config
     changes = {k: v for k, v in (("iters", iters), ("guard", guard), ("max_rollbacks", max_rollbacks)) if v is not None}
     train_cfg = TrainConfig(**{**asdict(run.train_config), **changes})
-    trainer = Trainer(run_dir, run.model_config, train_cfg, to_float_images(images), masks,
-                      config["data"].get("palette") or None)
+    trainer = _trainer(run_dir, run.model_config, train_cfg, to_float_images(images), masks,
+                       config["data"].get("palette") or None)
     start = trainer.restore_latest()
-    if iters is not None and iters < start:
+    if iters is not None and iters < start and run.config["model"].get("arch") != "singan":   # singan: per scale
         raise ConfigError(f"--iters {iters} is below the iteration the run is at ({start}); nothing changed")
     if changes:  # later resumes keep them
         config["train"].update(changes)
@@ -180,6 +192,24 @@ def resume(run_dir, iters, guard, max_rollbacks, quiet):
     if not quiet:
         click.echo(f"resuming {run_dir} at iteration {start} of {train_cfg.iters}", err=True)
     _run(trainer, run_dir, quiet)
+
+
+def _trainer(out: Path, model_cfg, train_cfg: TrainConfig, images, masks, palette):
+    """The training loop of the run's architecture."""
+    if getattr(model_cfg, "arch", "oneshot") == "singan":
+        from .singan_train import SinGANTrainer
+
+        return SinGANTrainer(out, model_cfg, train_cfg, images, masks, palette)
+    from .train import Trainer
+
+    return Trainer(out, model_cfg, train_cfg, images, masks, palette)
+
+
+def singan_config(h: int, w: int, *, max_size: int, num_classes: int):
+    from .singan import SinGANConfig
+
+    scale = min(1.0, max_size / max(h, w))
+    return SinGANConfig.for_size(max(1, round(h * scale)), max(1, round(w * scale)), num_classes)
 
 
 def _run(trainer, out: Path, quiet: bool) -> None:

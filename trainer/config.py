@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from zoo.errors import UserError
 
-__all__ = ["ModelConfig", "TrainConfig", "ConfigError", "RECIPES", "LEGACY", "auto_config", "capped_size", "choose_blocks"]
+__all__ = ["ModelConfig", "TrainConfig", "ConfigError", "RECIPES", "SINGAN_RECIPE", "LEGACY", "auto_config", "capped_size", "choose_blocks"]
 
 NOISE_DIM = 64
 BASE_CHANNELS = 32
@@ -32,6 +32,8 @@ RECIPES = {
     True: {"max_size": 112, "width": 0.5, "iters": 4500, "lr": 1e-4, "save_every": 500, "preview_every": 500},
     False: {"max_size": 320, "width": 1.0, "iters": 100_000, "lr": 2e-4, "save_every": 5000, "preview_every": 5000},
 }
+# --arch singan: the paper's settings on every device (iterations per scale); no CPU recipe has been measured
+SINGAN_RECIPE = {"max_size": 250, "width": 1.0, "iters": 2000, "lr": 5e-4, "save_every": 500, "preview_every": 500}
 REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
 # settings that runs from before issue 11 did not record, with the values they were trained with
 LEGACY = {"lambda_freq": 0.0, "presence_floor": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest"}

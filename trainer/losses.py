@@ -151,3 +151,21 @@ def class_presence_floor(mask_logits: torch.Tensor, floor_share: torch.Tensor) -
     it draws some of every class the training frames all hold.
     """
     return F.relu(floor_share - hard_shares(mask_logits, (2, 3))).sum(1).mean()
+
+
+# -- SinGAN (trainer/singan.py) ---------------------------------------------------------------------------------
+def wgan_gp_discriminator(D, real: torch.Tensor, fake: torch.Tensor, weight: float) -> tuple[torch.Tensor, dict]:
+    """WGAN-GP critic loss: D(fake) - D(real) + weight * (|grad| - 1)^2 at random interpolates, where a sample's
+    score is the mean of its patch map (the critic the loss uses, so the penalty bounds that critic's slope)."""
+    d_real, d_fake = D(real).mean(), D(fake).mean()
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(D(mixed).mean((1, 2, 3)).sum(), mixed, create_graph=True)
+    penalty = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return d_fake - d_real + weight * penalty, {"D_real": float(d_real.detach()), "D_fake": float(d_fake.detach()),
+                                                "GP": float(penalty.detach())}
+
+
+def reconstruction(rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The paper's reconstruction term: squared error of the fixed-noise reconstruction, averaged per pixel."""
+    return F.mse_loss(rec, real)

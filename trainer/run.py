@@ -25,11 +25,20 @@ __all__ = ["CONFIG_FORMAT", "Run"]
 CONFIG_FORMAT = "oneshot-gan-run/1"
 
 
+def model_config(d: dict):
+    """The run's model: ModelConfig (the one-shot GAN) or, with "arch": "singan", SinGANConfig."""
+    if d.get("arch", "oneshot") == "singan":
+        from .singan import SinGANConfig
+
+        return SinGANConfig.from_dict(d)
+    return ModelConfig.from_dict(d)
+
+
 @dataclass(frozen=True)
 class Run:
     root: Path
     config: dict
-    model_config: ModelConfig
+    model_config: ModelConfig   # or trainer.singan.SinGANConfig (model_config)
     train_config: TrainConfig
 
     @classmethod
@@ -43,7 +52,7 @@ class Run:
             config = json.loads(path.read_text())
             if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
                 raise UserError(f"{path}: unknown format {config.get('format') if isinstance(config, dict) else None!r}")
-            return cls(root, config, ModelConfig.from_dict(config["model"]), TrainConfig.from_dict(config["train"]))
+            return cls(root, config, model_config(config["model"]), TrainConfig.from_dict(config["train"]))
         except (OSError, ValueError, KeyError, TypeError) as e:
             if isinstance(e, UserError):
                 raise
@@ -72,6 +81,9 @@ class Run:
 
     def ema_generator(self) -> tuple[Generator, Path]:
         """The EMA generator of the newest checkpoint that loads, in eval mode, and that checkpoint's path."""
+        if getattr(self.model_config, "arch", "oneshot") == "singan":
+            raise UserError(f"{self.root}: a SinGAN run; sampling, evaluating and exporting SinGAN runs are not "
+                            "built yet (trainer fit/resume only)")
         ckpts = self.checkpoints()
         if not ckpts:
             raise UserError(f"{self.root}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")
