@@ -77,7 +77,8 @@ def test_overwrite_at_a_uri_replaces_only_a_sample_folder(entry, store):
     assert store.cat_file("/bucket/mine/notes.txt") == b"keep me"
     for _ in range(2):
         assert CliRunner().invoke(main, [*args, "--out", "memory://bucket/run"]).exit_code == 0
-    assert sorted(store.find("/bucket/run")) == ["/bucket/run/dataset.json", "/bucket/run/shards/000000000-000000002.npz"]
+    assert sorted(store.find("/bucket/run")) == ["/bucket/run/dataset.json",
+                                                 "/bucket/run/shards/000000000-000000002.npz"]
 
 
 def test_bad_uris_are_one_line_errors(entry, tmp_path):

@@ -32,6 +32,17 @@ def test_the_paper_s_pyramid_at_250_px():
         pyramid_sizes(20, 250)
 
 
+def test_describe_lists_the_scales():
+    from trainer.cli import main
+
+    res = CliRunner().invoke(main, ["describe", "--size", "375x500", "--classes", "3", "--arch", "singan", "--json"])
+    info = json.loads(res.output)
+    assert info["training_size"] == [188, 250] and info["channels"] == 6 and len(info["scales"]) == 8
+    first = info["scales"][0]   # 5 convs of 3x3: 6->32, 3 x 32->32, 32->6, with biases and 4 BatchNorms
+    assert first["g_params"] == (6 * 32 + 3 * 32 * 32 + 32 * 6) * 9 + 4 * 32 + 6 + 4 * 2 * 32
+    assert first["g_macs"] == 25 * 33 * (6 * 32 + 3 * 32 * 32 + 32 * 6) * 9
+
+
 def test_wgan_gp_and_reconstruction_on_hand_made_tensors():
     class Linear(torch.nn.Module):   # D(x) = 2 * x per patch: mean score 2 * mean(x), gradient 2 / numel
         def forward(self, x):

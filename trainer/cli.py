@@ -136,8 +136,11 @@ def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, arc
     if arch == "singan" and len(scene.frames) > 1:
         raise ConfigError(f"{source}: SinGAN trains on one image, this has {len(scene.frames)} frames "
                           "(--max-frames 1 takes the first)")
+    from .singan import SinGANConfig
+
     try:
-        model_cfg = (singan_config(h, w, max_size=max_size, num_classes=scene.num_classes) if arch == "singan" else
+        model_cfg = (SinGANConfig.for_image(h, w, max_size=max_size, num_classes=scene.num_classes)
+                     if arch == "singan" else
                      auto_config(h, w, max_size=max_size, num_classes=scene.num_classes, width_mult=width_mult))
     except ConfigError as e:
         raise ConfigError(f"{source}: {e} (image {w}x{h}, --max-size {max_size})") from None
@@ -205,13 +208,6 @@ def _trainer(out: Path, model_cfg, train_cfg: TrainConfig, images, masks, palett
     return Trainer(out, model_cfg, train_cfg, images, masks, palette)
 
 
-def singan_config(h: int, w: int, *, max_size: int, num_classes: int):
-    from .singan import SinGANConfig
-
-    scale = min(1.0, max_size / max(h, w))
-    return SinGANConfig.for_size(max(1, round(h * scale)), max(1, round(w * scale)), num_classes)
-
-
 def _run(trainer, out: Path, quiet: bool) -> None:
     try:
         finished = trainer.fit(quiet=quiet)
@@ -240,14 +236,20 @@ def _run(trainer, out: Path, quiet: bool) -> None:
 @click.option("--size", required=True, help="Image size HxW (before --max-size capping).")
 @click.option("--classes", default=0, show_default=True, help="Mask classes including background (0 = no masks).")
 @click.option("--width", "width_mult", default=1.0, show_default=True)
-@click.option("--max-size", type=click.IntRange(8), default=None, help="Cap the longer side first, as fit does.")
+@click.option("--max-size", type=click.IntRange(8), default=None,
+              help="Cap the longer side first, as fit does [singan: 250].")
+@click.option("--arch", type=click.Choice(["oneshot", "singan"]), default="oneshot", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def describe(size, classes, width_mult, max_size, as_json):
+def describe(size, classes, width_mult, max_size, arch, as_json):
     """Print the architecture a training image of this size would get."""
-    from .describe import describe_size, format_text
+    from .describe import describe_singan, describe_size, format_singan, format_text
 
     h, w = parse_hw(size)
+    if arch == "singan":
+        info = describe_singan(h, w, classes=classes, max_size=max_size)
+        click.echo(json.dumps(info, indent=2) if as_json else format_singan(info))
+        return
     info = describe_size(h, w, classes=classes, width_mult=width_mult, max_size=max_size)
     click.echo(json.dumps(info, indent=2) if as_json else format_text(info))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig, auto_config
+from .config import SINGAN_RECIPE, ModelConfig, auto_config
 from .discriminator import DBlock, Discriminator
 from .generator import GBlock, Generator
 from .resampling import ConvPool, UpsampleConv
@@ -117,4 +117,34 @@ def format_text(info: dict) -> str:
         f"                {info['d_params']:,} parameters, {info['d_macs'] / 1e9:.2f} GMAC per sample "
         f"(ours: {info['d_macs_training'] / 1e9:.2f})",
     ]
+    return "\n".join(lines)
+
+
+def describe_singan(height: int, width: int, classes: int = 0, max_size: int | None = None) -> dict:
+    """The SinGAN pyramid (trainer/singan.py) a size would get: per scale its size, kernels, generator and
+    critic parameters and the generator's MACs per sample (all convs are 3x3 at the scale's size)."""
+    from .singan import ScaleDiscriminator, ScaleGenerator, SinGANConfig
+
+    cfg = SinGANConfig.for_image(height, width, max_size=max_size or SINGAN_RECIPE["max_size"], num_classes=classes)
+    scales = []
+    for (h, w), k in zip(cfg.sizes, cfg.kernels()):
+        G, D = ScaleGenerator(cfg.channels, k), ScaleDiscriminator(cfg.channels, k)
+        macs = sum(h * w * m.in_channels * m.out_channels * 9 for m in G.modules() if isinstance(m, nn.Conv2d))
+        scales.append({"size": [h, w], "kernels": k, "g_params": count_params(G), "d_params": count_params(D),
+                       "g_macs": macs})
+    return {"arch": "singan", "requested_size": [height, width], "training_size": [cfg.height, cfg.width],
+            "classes": classes, "channels": cfg.channels, "scales": scales,
+            "g_params": sum(s["g_params"] for s in scales), "d_params": sum(s["d_params"] for s in scales),
+            "g_macs": sum(s["g_macs"] for s in scales)}
+
+
+def format_singan(info: dict) -> str:
+    h, w = info["training_size"]
+    layout = "RGB" if info["channels"] == 3 else f"RGB + {info['classes']} classes"
+    lines = [f"training size   {h}x{w}, {len(info['scales'])} scales (SinGAN), {info['channels']} channels ({layout})",
+             f"generators      {info['g_params']:,} parameters, {info['g_macs'] / 1e9:.2f} GMAC per sample",
+             f"critics         {info['d_params']:,} parameters"]
+    for n, s in enumerate(info["scales"]):
+        lines.append(f"  scale {n}       {s['size'][0]}x{s['size'][1]}, {s['kernels']} kernels, "
+                     f"{s['g_params']:,} + {s['d_params']:,} parameters")
     return "\n".join(lines)

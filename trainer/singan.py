@@ -64,6 +64,12 @@ class SinGANConfig:
         return cls(tuple(pyramid_sizes(h, w)), num_classes)
 
     @classmethod
+    def for_image(cls, h: int, w: int, *, max_size: int, num_classes: int = 0) -> "SinGANConfig":
+        """The pyramid for an h x w image whose longer side is capped at max_size (the paper: 250)."""
+        scale = min(1.0, max_size / max(h, w))
+        return cls.for_size(max(1, round(h * scale)), max(1, round(w * scale)), num_classes)
+
+    @classmethod
     def from_dict(cls, d: dict) -> "SinGANConfig":
         return cls(tuple(tuple(s) for s in d["sizes"]), int(d.get("num_classes", 0)))
 

@@ -143,7 +143,8 @@ class SinGANTrainer:
         t_g, meta_g = _optimizer_tensors(self.opt_G, "opt_G")
         t_d, meta_d = _optimizer_tensors(self.opt_D, "opt_D")
         meta = {"format": CHECKPOINT_FORMAT, "iteration": str(self.iteration), "scale": str(self.scale),
-                "step": str(self.step_in_scale), "done_before": str(self.done_before), "opt_G": json.dumps(meta_g), "opt_D": json.dumps(meta_d)}
+                "step": str(self.step_in_scale), "done_before": str(self.done_before),
+                "opt_G": json.dumps(meta_g), "opt_D": json.dumps(meta_d)}
         path = ckpt_dir / f"ckpt-{self.iteration:09d}.safetensors"
         atomic_save_tensors(path, {**tensors, **t_g, **t_d}, meta)
         _rotate(ckpt_dir, self.tc.keep)
@@ -205,8 +206,8 @@ class SinGANTrainer:
 
         if previous is not None:
             signal.signal(signal.SIGINT, request_stop)
-        bar = tqdm(total=self.done_before + (last + 1 - self.scale) * tc.iters, initial=self.iteration, disable=quiet, file=sys.stderr,
-                   dynamic_ncols=True, desc="singan")
+        bar = tqdm(total=self.done_before + (last + 1 - self.scale) * tc.iters, initial=self.iteration,
+                   disable=quiet, file=sys.stderr, dynamic_ncols=True, desc="singan")
         try:
             while not self.finished and not self.stop_requested:
                 if self.step_in_scale >= tc.iters:
