@@ -95,3 +95,45 @@ def test_zoo_build_runs_each_scene_as_a_ray_task(tmp_path):
     index = json.loads((out / "index.json").read_text())
     assert list(index["scenes"]) == ["field"] and index["scenes"]["field"]["path"] == "field"
     assert ray.is_initialized()   # the caller's Ray session is left as it was
+
+
+def test_a_killed_driver_leaves_whole_files_and_resume_finishes_the_job(entry, tmp_path):
+    """kill -9 of `runtime sample --ray` (a second driver on this Ray instance): Ray ends the job's actors, the
+    folder holds whole samples (and perhaps the temp file of a write cut short), and --resume writes the rest:
+    the folder is then the local job's, byte for byte."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from runtime.job import complete_indices
+
+    args = ["sample", str(entry), "--count", "600", "--seed", "2", "--batch-size", "2", "-q"]
+    out = tmp_path / "killed"
+    cli = Path(sys.executable).with_name("runtime")
+    address = ray.get_runtime_context().gcs_address
+    proc = subprocess.Popen([str(cli), *args, "--out", str(out), "--ray", "--address", address, "--actors", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while len(complete_indices(out, "png")) < 40 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    listing, quiet_since = None, time.monotonic()
+    while time.monotonic() - quiet_since < 3:   # until the dead job's actors are gone (no file comes or goes)
+        now = sorted(p.name for p in out.rglob("*"))
+        if now != listing:
+            listing, quiet_since = now, time.monotonic()
+        time.sleep(0.2)
+    done = complete_indices(out, "png")
+    assert 0 < len(done) < 600
+    res = CliRunner().invoke(runtime_cli, [*args, "--out", str(out), "--ray", "--actors", "2", "--resume", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["written"] == 600 - len(done) and summary["skipped"] == len(done)
+    assert CliRunner().invoke(runtime_cli, [*args, "--out", str(tmp_path / "local"), "--workers", "1"]).exit_code == 0
+    assert _files(out) == _files(tmp_path / "local")

@@ -136,3 +136,37 @@ def test_trainer_fit_arch_singan(tmp_path):
     assert last["iter"] == 5 and last["scale"] == 1   # scale 0 stays as trained; scale 1 gets a third step
     res = CliRunner().invoke(main, ["eval", str(out), "--samples", "2"])   # not built yet: says so in one line
     assert res.exit_code == 1 and "a SinGAN run" in res.output and res.output.count("\n") == 1, res.output
+
+
+def test_noise_maps_of_a_sample_do_not_depend_on_the_batch():
+    from runtime.latents import latent_maps, map_sizes
+
+    shapes = [(6, 5, 7), (6, 7, 9), (6, 10, 12)]
+    together = latent_maps(3, [4, 9, 2], shapes)
+    alone = [latent_maps(3, [i], shapes) for i in (4, 9, 2)]
+    for k in range(3):
+        assert together[k].shape == (3, *shapes[k])
+        assert all(np.array_equal(together[k][row], alone[row][k][0]) for row in range(3))
+    assert not np.array_equal(latent_maps(4, [4], shapes)[0], together[0][:1])   # the seed matters
+    assert map_sizes([(25, 33), (30, 40)], (30, 40)) == [(25, 33), (30, 40)]
+    assert map_sizes([(25, 33), (30, 40)], (60, 40)) == [(50, 33), (60, 40)]
+
+
+def test_export_matches_pytorch_at_several_output_sizes(tmp_path):
+    from export.onnx_export import check_model
+    from export.singan_onnx import input_names, parity, to_onnx_bytes
+
+    torch.manual_seed(0)
+    cfg = SinGANConfig.for_size(30, 40, 3)
+    model = SinGAN(cfg)
+    model.noise_amp[1] = 0.2
+    for m in model.modules():   # BatchNorm statistics other than the initial ones, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    data = to_onnx_bytes(model)
+    proto = check_model(data, "test")   # full checker, strict shape inference
+    assert [i.name for i in proto.graph.input] == input_names(model) == ["z0", "z1"]
+    report = parity(model, data, "test", sizes=[(30, 40), (24, 56), (45, 30)])
+    assert report["worst"]["max_pixel_delta"] <= 1 and report["worst"]["mask_agreement"] >= 0.999
+    assert {tuple(c["size"]) for c in report["checks"]} == {(30, 40), (24, 56), (45, 30)}
