@@ -134,8 +134,15 @@ def test_trainer_fit_arch_singan(tmp_path):
     assert res.exit_code == 0, res.output
     last = json.loads((out / "losses.jsonl").read_text().splitlines()[-1])
     assert last["iter"] == 5 and last["scale"] == 1   # scale 0 stays as trained; scale 1 gets a third step
-    res = CliRunner().invoke(main, ["eval", str(out), "--samples", "2"])   # not built yet: says so in one line
+    res = CliRunner().invoke(main, ["eval", str(out), "--samples", "4", "--unet-steps", "2", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output)
+    assert result["mask_alignment"]["miou"] >= 0 and "pixel_diversity" in json.dumps(result)
+    from zoo.cli import main as zoo_cli
+
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(tmp_path / "entry")])   # not built yet
     assert res.exit_code == 1 and "a SinGAN run" in res.output and res.output.count("\n") == 1, res.output
+    assert not (tmp_path / "entry").exists()
 
 
 def test_noise_maps_of_a_sample_do_not_depend_on_the_batch():

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from zoo.errors import UserError
 
-from .checkpoint import LOAD_ERRORS, guard_state, list_checkpoints, load_ema_generator, newest_loadable
+from .checkpoint import LOAD_ERRORS, _strip, guard_state, list_checkpoints, load_ema_generator, newest_loadable
 from .config import ModelConfig, TrainConfig
 from .generator import Generator, refresh_spectral_norms
 
@@ -79,11 +79,28 @@ class Run:
     def checkpoints(self) -> list[Path]:
         return list_checkpoints(self.root / "checkpoints")
 
+    def singan(self):
+        """A SinGAN run's pyramid (trainer.singan.SinGAN) from the newest checkpoint that loads, in eval mode, and
+        that checkpoint's path. Scales the run has not reached yet keep their initial weights: sample a finished
+        run (or one scale's preview) only."""
+        from .singan import SinGAN
+
+        ckpts = self.checkpoints()
+        if not ckpts:
+            raise UserError(f"{self.root}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")
+
+        def load(path: Path) -> SinGAN:
+            model = SinGAN(self.model_config)
+            model.load_state_dict(_strip("G", load_file(str(path))), strict=True)
+            return model.eval()
+
+        return newest_loadable(ckpts, load)
+
     def ema_generator(self) -> tuple[Generator, Path]:
         """The EMA generator of the newest checkpoint that loads, in eval mode, and that checkpoint's path."""
         if getattr(self.model_config, "arch", "oneshot") == "singan":
-            raise UserError(f"{self.root}: a SinGAN run; sampling, evaluating and exporting SinGAN runs are not "
-                            "built yet (trainer fit/resume only)")
+            raise UserError(f"{self.root}: a SinGAN run; exporting SinGAN runs to entries is not built yet "
+                            "(trainer fit, resume and eval work on them)")
         ckpts = self.checkpoints()
         if not ckpts:
             raise UserError(f"{self.root}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")

@@ -181,3 +181,26 @@ def real_pyramid(real: torch.Tensor, sizes, num_classes: int) -> list[torch.Tens
             img = torch.cat([img, share * 2 - 1], 1)
         out.append(img)
     return out
+
+
+@torch.no_grad()
+def sample_uint8(model: SinGAN, indices, seed: int, *, batch: int = 8):
+    """Samples of the runtime's multi-input latent scheme (runtime.latents.latent_maps, at the trained sizes) as
+    (N, H, W, 3) uint8 images and (N, H, W) uint8 class ids (None without masks): sample i depends only on
+    (seed, i)."""
+    import numpy as np
+
+    from runtime.latents import latent_maps
+
+    from .generator import to_uint8
+
+    model = model.eval()
+    shapes = [(model.cfg.channels, h, w) for h, w in model.cfg.sizes]
+    images, masks = [], []
+    indices = np.asarray(indices, np.int64)
+    for part in np.array_split(indices, max(1, -(-len(indices) // batch))):
+        x = model([torch.from_numpy(z) for z in latent_maps(seed, part, shapes)])
+        img, mask = to_uint8(x[:, :3].clamp(-1, 1), x[:, 3:] if model.cfg.num_classes else None)
+        images.append(img.numpy())
+        masks.append(None if mask is None else mask.numpy())
+    return np.concatenate(images), None if masks[0] is None else np.concatenate(masks)
