@@ -1,0 +1,129 @@
+"""One-shot GAN against SinGAN on the same scene: train both, evaluate both, one side-by-side table.
+
+    .venv/bin/python bench/compare_arch.py IMAGE [--mask MASK] [--classes FILE] --out DIR
+        [--oneshot "trainer fit options"] [--singan "trainer fit options"] [--samples 100] [--unet-steps 500]
+        [--jobs 2]
+
+Each architecture trains with `trainer fit` in its own single-threaded process (--jobs at a time: the two side
+by side on this 2-core machine), then `trainer eval` runs on its run folder with the same seed and sample
+count. Choose the options so the two get about the same CPU time (the table prints what each took): SinGAN's
+`--iters` counts iterations per scale. samples/s: the trained model sampling in PyTorch on one CPU thread
+(batch 8, model only), the same path `trainer eval` samples with, for both architectures. Writes
+DIR/table.txt and DIR/results.json; runs already in DIR are evaluated again, not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from zoo.files import atomic_write  # noqa: E402  (after the path)
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def train(arch: str, a, options: str) -> dict:
+    run = a.out / arch
+    if (run / "config.json").is_file() and (run / "train_s.json").is_file():
+        return json.loads((run / "train_s.json").read_text())
+    cmd = [sys.executable, "-m", "trainer.cli", "fit", str(a.image), "--out", str(run), "--overwrite", "--arch", arch,
+           "--device", "cpu", "-q", *(["--mask", str(a.mask)] if a.mask else []),
+           *(["--classes", str(a.classes)] if a.classes else []), *shlex.split(options)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{arch}: trainer fit failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    record = {"train_s": round(time.perf_counter() - t0, 1), "options": options}
+    atomic_write(run / "train_s.json", json.dumps(record) + "\n")
+    return record
+
+
+def evaluate(arch: str, a) -> dict:
+    cmd = [sys.executable, "-m", "trainer.cli", "eval", str(a.out / arch), "--json", "-q", "--samples",
+           str(a.samples), "--unet-steps", str(a.unet_steps)]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{arch}: trainer eval failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(proc.stdout)
+
+
+def sampling_rate(arch: str, a, count: int = 64) -> float:
+    """Model-only samples/s in PyTorch, one thread, batch 8 (the median of three passes)."""
+    code = f"""
+import time, numpy as np, torch
+torch.set_num_threads(1)
+from trainer.run import Run
+from trainer.evaluate import _sample_run
+run = Run.open({str(a.out / arch)!r})
+_sample_run(run, 8, 0)
+rates = []
+for _ in range(3):
+    t = time.perf_counter(); _sample_run(run, {count}, 0); rates.append({count} / (time.perf_counter() - t))
+print(float(np.median(rates)))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=False,
+                          cwd=ROOT)
+    return round(float(proc.stdout.strip().splitlines()[-1]), 2) if proc.returncode == 0 else float("nan")
+
+
+def row(arch: str, record: dict, res: dict, rate: float) -> dict:
+    out = {"arch": arch, "train_min": round(record["train_s"] / 60, 1), "options": record["options"],
+           "diversity": res["diversity"]["pixel_diversity"], "ms_ssim": round(res["diversity"]["ms_ssim"]["mean"], 3),
+           "near_copies": res["memorisation"]["near_copies"],
+           "image_near_copies": res["memorisation"]["image_near_copies"],
+           "quality_median": res["quality_score"]["median"], "samples_per_s": rate}
+    if "mask_alignment" in res:
+        out.update(miou=res["mask_alignment"]["miou"], tv=res["class_frequencies"]["total_variation"])
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'arch':8s} {'train min':>9s} {'div':>5s} {'MS-SSIM':>7s} {'copies':>6s} {'img copies':>10s} "
+            f"{'quality':>8s} {'mIoU':>5s} {'TV':>6s} {'samples/s':>9s}  options")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        miou = f"{r['miou']:5.1f}" if "miou" in r else "    -"
+        tv = f"{r['tv']:6.3f}" if "tv" in r else "     -"
+        lines.append(f"{r['arch']:8s} {r['train_min']:9.1f} {r['diversity']:5.2f} {r['ms_ssim']:7.3f} "
+                     f"{100 * r['near_copies']:5.0f}% {100 * r['image_near_copies']:9.0f}% {r['quality_median']:8.4f} "
+                     f"{miou} {tv} {r['samples_per_s']:9.2f}  {r['options']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("image", type=Path)
+    p.add_argument("--mask", type=Path)
+    p.add_argument("--classes", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--oneshot", default="", help="trainer fit options of the one-shot GAN [its CPU recipe]")
+    p.add_argument("--singan", default="", help="trainer fit options of SinGAN [the paper's]")
+    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--unet-steps", type=int, default=500)
+    p.add_argument("--jobs", type=int, default=2)
+    a = p.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    archs = {"oneshot": a.oneshot, "singan": a.singan}
+    with ThreadPoolExecutor(a.jobs) as pool:
+        records = dict(zip(archs, pool.map(lambda kv: train(kv[0], a, kv[1]), archs.items())))
+        results = dict(zip(archs, pool.map(lambda k: evaluate(k, a), archs)))
+    rows = [row(k, records[k], results[k], sampling_rate(k, a)) for k in archs]
+    text = table(rows)
+    print(text)
+    atomic_write(a.out / "results.json", json.dumps(rows, indent=1) + "\n")
+    atomic_write(a.out / "table.txt", text + f"\n{a.image}; {a.samples} samples, UNet {a.unet_steps} steps; "
+                 f"each run single-threaded, {a.jobs} at a time\n")
+
+
+if __name__ == "__main__":
+    main()
