@@ -198,14 +198,18 @@ class SinGANTrainer:
     # -- the loop ----------------------------------------------------------------------------------------
     def fit(self, quiet: bool = False) -> bool:
         """Train to the end (True) or until Ctrl-C (False, after a checkpoint)."""
+        from .train import trim_log
+
+        trim_log(self.run_dir, self.iteration)
         tc, last = self.tc, len(self.cfg.sizes) - 1
         previous = signal.getsignal(signal.SIGINT)
 
         def request_stop(signum, frame):
+            if self.stop_requested:  # a second Ctrl-C aborts at once
+                raise KeyboardInterrupt
             self.stop_requested = True
 
-        if previous is not None:
-            signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
         bar = tqdm(total=self.done_before + (last + 1 - self.scale) * tc.iters, initial=self.iteration,
                    disable=quiet, file=sys.stderr, dynamic_ncols=True, desc="singan")
         try:
@@ -230,6 +234,5 @@ class SinGANTrainer:
             return True
         finally:
             bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGINT, previous)
 

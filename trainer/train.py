@@ -261,13 +261,7 @@ class Trainer:
                          **{k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()}})
 
     def _trim_log(self) -> None:
-        """Drop loss lines written after the checkpoint we resume from (a crash between saves, or a rollback)."""
-        path = self.run_dir / "losses.jsonl"
-        if not path.exists():
-            return
-        keep = [ln for ln in path.read_text(errors="replace").splitlines()
-                if (rec := _record(ln)) is not None and rec.get("iter", 0) <= self.iteration]
-        atomic_write(path, "".join(ln + "\n" for ln in keep))
+        trim_log(self.run_dir, self.iteration)
 
     # -- the loop -----------------------------------------------------------------------------------------
     def fit(self, quiet: bool = False, on_step: Callable[["Trainer"], None] | None = None) -> bool:
@@ -328,6 +322,16 @@ def write_run(run_dir: Path, *, model_cfg: ModelConfig, train_cfg: TrainConfig, 
     config = {"format": CONFIG_FORMAT, "model": model_cfg.to_dict(), "train": asdict(train_cfg),
               "data": data_info, "versions": versions("torch", python=True)}
     atomic_write(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+
+
+def trim_log(run_dir: Path, iteration: int) -> None:
+    """Drop loss lines written after the checkpoint we resume from (a crash between saves, or a rollback)."""
+    path = run_dir / "losses.jsonl"
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text(errors="replace").splitlines()
+            if (rec := _record(ln)) is not None and rec.get("iter", 0) <= iteration]
+    atomic_write(path, "".join(ln + "\n" for ln in keep))
 
 
 def _record(line: str) -> dict | None:
