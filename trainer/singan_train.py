@@ -15,7 +15,6 @@ resumes exactly, also in the middle of a scale.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -198,21 +197,13 @@ class SinGANTrainer:
     # -- the loop ----------------------------------------------------------------------------------------
     def fit(self, quiet: bool = False) -> bool:
         """Train to the end (True) or until Ctrl-C (False, after a checkpoint)."""
-        from .train import trim_log
+        from .train import ctrl_c_stops, trim_log
 
         trim_log(self.run_dir, self.iteration)
         tc, last = self.tc, len(self.cfg.sizes) - 1
-        previous = signal.getsignal(signal.SIGINT)
-
-        def request_stop(signum, frame):
-            if self.stop_requested:  # a second Ctrl-C aborts at once
-                raise KeyboardInterrupt
-            self.stop_requested = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        bar = tqdm(total=self.done_before + (last + 1 - self.scale) * tc.iters, initial=self.iteration,
-                   disable=quiet, file=sys.stderr, dynamic_ncols=True, desc="singan")
-        try:
+        total = self.done_before + (last + 1 - self.scale) * tc.iters
+        with ctrl_c_stops(self), tqdm(total=total, initial=self.iteration, disable=quiet, file=sys.stderr,
+                                      dynamic_ncols=True, desc="singan") as bar:
             while not self.finished and not self.stop_requested:
                 if self.step_in_scale >= tc.iters:
                     self.begin_scale(self.scale + 1)
@@ -226,13 +217,10 @@ class SinGANTrainer:
                 if end_of_scale:
                     self.write_preview()
                 bar.update(1)
-                bar.set_postfix(scale=f"{self.scale + 1}/{last + 1}", D=f"{-stats['D_real'] + stats['D_fake']:.3f}",
+                bar.set_postfix(scale=f"{self.scale + 1}/{last + 1}", D=f"{stats['D_fake'] - stats['D_real']:.3f}",
                                 rec=f"{stats['rec']:.4f}", refresh=False)
             if self.stop_requested and not self.finished:
                 self.save()
                 return False
             return True
-        finally:
-            bar.close()
-            signal.signal(signal.SIGINT, previous)
 

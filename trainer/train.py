@@ -268,17 +268,8 @@ class Trainer:
         """Train until tc.iters. Returns False when stopped by Ctrl-C (after saving a checkpoint)."""
         self._trim_log()
         tc = self.tc
-        previous = signal.getsignal(signal.SIGINT)
-
-        def request_stop(signum, frame):
-            if self.stop_requested:  # a second Ctrl-C aborts at once
-                raise KeyboardInterrupt
-            self.stop_requested = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        bar = tqdm(total=tc.iters, initial=self.iteration, file=sys.stderr, disable=quiet, unit="it",
-                   dynamic_ncols=True, desc="train")
-        try:
+        with ctrl_c_stops(self), tqdm(total=tc.iters, initial=self.iteration, file=sys.stderr, disable=quiet,
+                                      unit="it", dynamic_ncols=True, desc="train") as bar:
             if not list_checkpoints(self.run_dir / "checkpoints"):
                 self.save()  # the initial state: the rollback target of a collapse before the first save
             while self.iteration < tc.iters and not self.stop_requested:
@@ -306,9 +297,6 @@ class Trainer:
                 self.save()
                 return False
             return True
-        finally:
-            bar.close()
-            signal.signal(signal.SIGINT, previous)
 
 
 # -- run directories ----------------------------------------------------------------------------------------
@@ -322,6 +310,24 @@ def write_run(run_dir: Path, *, model_cfg: ModelConfig, train_cfg: TrainConfig, 
     config = {"format": CONFIG_FORMAT, "model": model_cfg.to_dict(), "train": asdict(train_cfg),
               "data": data_info, "versions": versions("torch", python=True)}
     atomic_write(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def ctrl_c_stops(trainer):
+    """While training: the first Ctrl-C sets trainer.stop_requested (the loop saves and stops after its step),
+    a second one aborts at once."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request_stop(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def trim_log(run_dir: Path, iteration: int) -> None:
