@@ -191,7 +191,7 @@ def sample_to_folder(sampler: Sampler, out: str | Path, *, scene: str, count: in
             units = ([(idx, images, masks)] if len(idx) else []) if fmt == "png" else \
                 shards.add(idx, images, masks, gone)
             for unit in units:
-                pending.add(pool.submit(write_unit, out.label, fmt, *unit, palette, compress_level, mask_preview))
+                pending.add(pool.submit(write_unit, out.location, fmt, *unit, palette, compress_level, mask_preview))
             while len(pending) >= 2 * max(1, workers):
                 pending = _collect(pending, written, bar, FIRST_COMPLETED)
         pending = _collect(pending, written, bar, None)

@@ -41,6 +41,12 @@ class Output:
         self.atomic_put = not self.local and protocol in OBJECT_STORES
 
     @property
+    def location(self) -> str:
+        """What a process elsewhere (an encoder, a Ray actor with another working folder) opens: the absolute
+        folder, or the URI."""
+        return self.root if self.local else self.label
+
+    @property
     def path(self) -> Path:
         """The local folder (PNG folders are local only)."""
         assert self.local
@@ -111,6 +117,6 @@ def _filesystem(uri: str):
 
 
 @functools.lru_cache(maxsize=8)
-def output_of(label: str) -> Output:
-    """The Output for a label, made once per process (the encoders and the Ray actors get labels)."""
-    return Output(label)
+def output_of(location: str) -> Output:
+    """The Output for a location, made once per process (the encoders and the Ray actors get locations)."""
+    return Output(location)

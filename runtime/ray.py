@@ -174,7 +174,7 @@ def sample_to_folder_on_ray(sampler: Sampler, out: str | Path, *, scene: str, co
                                      override_num_blocks=min(len(units), 4096))
             ds = ds.map_batches(_Write, fn_constructor_kwargs={
                 "payload": payload, "precision": sampler.precision, "device": sampler.device, "seed": seed,
-                "grid": job.grid, "out": job.out.label,
+                "grid": job.grid, "out": job.out.location,
                 "fmt": fmt, "compress_level": compress_level, "mask_preview": mask_preview},
                 batch_size=1, batch_format="numpy", num_cpus=1, num_gpus=_gpus(gpus_per_actor, sampler.device),
                 compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
