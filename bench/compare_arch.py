@@ -7,8 +7,8 @@
 Each architecture trains with `trainer fit` in its own single-threaded process (--jobs at a time: the two side
 by side on this 2-core machine), then `trainer eval` runs on its run folder with the same seed and sample
 count. Choose the options so the two get about the same CPU time (the table prints what each took): SinGAN's
-`--iters` counts iterations per scale. samples/s: the trained model sampling in PyTorch on one CPU thread
-(batch 8, model only), the same path `trainer eval` samples with, for both architectures. Writes
+`--iters` counts iterations per scale. samples/s: each run exported (fp32) and measured model-only with
+onnxruntime by `runtime bench`, after the trainings (all cores). Writes
 DIR/table.txt and DIR/results.json; runs already in DIR are evaluated again, not retrained.
 """
 
@@ -57,23 +57,16 @@ def evaluate(arch: str, a) -> dict:
     return json.loads(proc.stdout)
 
 
-def sampling_rate(arch: str, a, count: int = 64) -> float:
-    """Model-only samples/s in PyTorch, one thread, batch 8 (the median of three passes)."""
-    code = f"""
-import time, numpy as np, torch
-torch.set_num_threads(1)
-from trainer.run import Run
-from trainer.evaluate import _sample_run
-run = Run.open({str(a.out / arch)!r})
-_sample_run(run, 8, 0)
-rates = []
-for _ in range(3):
-    t = time.perf_counter(); _sample_run(run, {count}, 0); rates.append({count} / (time.perf_counter() - t))
-print(float(np.median(rates)))
-"""
-    proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=False,
-                          cwd=ROOT)
-    return round(float(proc.stdout.strip().splitlines()[-1]), 2) if proc.returncode == 0 else float("nan")
+def sampling_rate(arch: str, a) -> float:
+    """Model-only samples/s of the exported fp32 entry with onnxruntime, as `runtime bench` measures it (all
+    cores): what a user of the entry gets."""
+    entry = a.out / f"{arch}-entry"
+    scripts = Path(sys.executable).parent   # the console scripts of this environment
+    subprocess.run([str(scripts / "zoo"), "export", str(a.out / arch), "--out", str(entry), "--overwrite",
+                    "--precision", "fp32", "-q"], capture_output=True, text=True, check=True)
+    proc = subprocess.run([str(scripts / "runtime"), "bench", str(entry), "--json"], capture_output=True,
+                          text=True, check=True)
+    return round(json.loads(proc.stdout)["results"]["fp32"]["samples_per_s"], 2)
 
 
 def row(arch: str, record: dict, res: dict, rate: float) -> dict:

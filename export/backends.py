@@ -26,6 +26,12 @@ __all__ = ["EngineSampler", "TorchSampler", "TORCH_DTYPES"]
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def _one_shot(entry: Entry, backend: str) -> None:
+    if entry.arch != "oneshot":
+        raise UserError(f"{entry.root}: a {entry.arch} entry; --backend {backend} samples one-shot GAN entries only "
+                        "(use onnxruntime)")
+
+
 class EngineSampler(BaseSampler):
     """Needs torch with CUDA and TensorRT (`pip install 'oneshot-gan[tensorrt]'`); the engine's profile covers
     batches 1..max_batch at the grid asked for."""
@@ -34,6 +40,7 @@ class EngineSampler(BaseSampler):
 
     def __init__(self, entry: Entry, precision: str = "fp32", grid: tuple[int, int] | None = None,
                  max_batch: int = 64):
+        _one_shot(entry, self.backend)
         super().__init__(entry, precision)
         self.max_batch = max_batch
         self.grid = self.grid_for(grid)
@@ -43,7 +50,7 @@ class EngineSampler(BaseSampler):
     def run(self, indices, seed, grid):
         if tuple(grid) != self.grid:
             raise UserError(f"this TensorRT engine was built for grid {self.grid[0]}x{self.grid[1]}")
-        z = self.latents(indices, seed, grid)
+        z, = self.latents(indices, seed, grid)
         images, masks = [], []
         for part in fixed_runs(z, min(MICRO_BATCH["tensorrt"], self.max_batch)):
             out = self.runner(torch.from_numpy(part).cuda())
@@ -77,6 +84,7 @@ class TorchSampler(BaseSampler):
             raise UserError("--device cuda: this PyTorch sees no CUDA GPU")
         if device == "cpu" and precision == "fp16":
             raise UserError("fp16 on the CPU: PyTorch has no fast kernels for it; use bf16 or fp32")
+        _one_shot(entry, self.backend)
         weights = entry.root / "model.safetensors"
         if not weights.is_file():
             raise UserError(f"{entry.root}: the torch backend needs model.safetensors (`zoo pull --weights`)")
@@ -91,7 +99,7 @@ class TorchSampler(BaseSampler):
         self._captured: dict[tuple[int, int], tuple] = {}   # grid -> (CUDAGraph, static input, static outputs)
 
     def run(self, indices, seed, grid):
-        runs = fixed_runs(self.latents(indices, seed, grid), self.run_size)
+        runs = fixed_runs(self.latents(indices, seed, grid)[0], self.run_size)
         with torch.inference_mode():
             if self.device == "cpu":
                 outs = [self.graph(torch.from_numpy(z)) for z in runs]

@@ -22,7 +22,7 @@ from trainer.checkpoint import guard_state
 from trainer.generator import Generator
 from trainer.preview import preview_grid
 from trainer.run import Run
-from zoo.entry_config import ENTRY_FORMAT, ONNX_FILES, EntryConfig, is_entry_config
+from zoo.entry_config import ENTRY_FORMAT, MAPS_SCHEME, ONNX_FILES, EntryConfig, is_entry_config
 from zoo.files import UMASK, sha256_file
 from zoo.quality import reference
 from zoo.sessions import open_session
@@ -37,6 +37,7 @@ __all__ = ["PRECISIONS", "export_entry", "write_entry", "check_destination"]
 logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
 PREVIEW_SAMPLES = 8
+MIN_SINGAN_SIDE = 16   # px: the coarsest noise map of a smaller output would shrink below a few pixels
 
 
 def entry_config(G: Generator, classes: dict, training: dict) -> dict:
@@ -76,6 +77,15 @@ def _preview(onnx_data: bytes, G: Generator, palette) -> bytes:
     return preview_grid(out[0], out[1] if len(out) > 1 else None, palette)
 
 
+def _singan_preview(onnx_data: bytes, cfg, palette) -> bytes:
+    """Samples 0-7 of `runtime sample --seed 0`, with the runtime's noise maps."""
+    from runtime.latents import latent_maps
+
+    maps = latent_maps(0, np.arange(PREVIEW_SAMPLES), [(cfg.channels, h, w) for h, w in cfg.sizes])
+    out = open_session(onnx_data, threads=1).run(None, {f"z{n}": m for n, m in enumerate(maps)})
+    return preview_grid(out[0], out[1] if len(out) > 1 else None, palette)
+
+
 def check_destination(out: Path, overwrite: bool) -> None:
     """Refuse to export over anything but nothing, an empty folder or (with `overwrite`) an entry folder:
     --overwrite replaces what an export wrote, never a folder of the user's."""
@@ -92,16 +102,21 @@ def _is_entry(folder: Path) -> bool:
     return not folder.is_symlink() and folder.is_dir() and is_entry_config(folder / "config.json")
 
 
-def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp32", "int8"),
+def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] | None = None,
                  probabilities: bool = False, overwrite: bool = False, weights: bool = True,
                  card: dict | None = None, checkpoint: bool = False, training_data: bool = True,
                  force: bool = False) -> dict:
-    """Export a trainer run into an entry folder; returns the entry's config. `training_data` adds the training
+    """Export a trainer run into an entry folder; returns the entry's config. precisions: the variants [one-shot
+    GAN: fp32 and int8; SinGAN: fp32]. `training_data` adds the training
     frames and masks under training/ (runtime.training_frames: `trainer eval` then works on the entry alone);
     `checkpoint` adds the run's latest full training state under checkpoint/ (a run folder: `trainer resume`
     continues it). A run whose last health check failed (trainer/health.py) is refused unless `force`."""
     check_destination(Path(out), overwrite)
     run = Run.open(run_dir)
+    if getattr(run.model_config, "arch", "oneshot") == "singan":
+        return export_singan_entry(run, out, precisions=precisions or ("fp32",), card=card,
+                                   training_data=training_data)
+    precisions = precisions or ("fp32", "int8")
     G, ckpt = run.ema_generator()
     run_config = run.config
     last = (guard_state(ckpt) or {}).get("last")
@@ -180,14 +195,79 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, preci
             else:
                 shutil.copyfile(src, stage / name)
             config["files"][name] = {}
-        (stage / "README.md").write_text(model_card(config, card or {}))
-        config["files"]["README.md"] = {}   # listed after the card is written: a pull checks it like the rest
-        for name in config["files"]:
-            config["files"][name]["sha256"] = sha256_file(stage / name)
-            config["files"][name]["bytes"] = (stage / name).stat().st_size
-        # through the schema's owner: an export never writes a config the runtime would refuse
-        (stage / "config.json").write_text(EntryConfig.from_dict(config, where=out / "config.json").to_json())
-        _swap_into_place(stage, out)
+        _finish(stage, out, config, card)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return config
+
+
+def _finish(stage: Path, out: Path, config: dict, card: dict | None) -> None:
+    """The model card, every file's hash and size, config.json (through its owner: an export never writes a config
+    the runtime would refuse), then the staged folder into place."""
+    (stage / "README.md").write_text(model_card(config, card or {}))
+    config["files"]["README.md"] = {}   # listed after the card is written: a pull checks it like the rest
+    for name in config["files"]:
+        config["files"][name]["sha256"] = sha256_file(stage / name)
+        config["files"][name]["bytes"] = (stage / name).stat().st_size
+    (stage / "config.json").write_text(EntryConfig.from_dict(config, where=out / "config.json").to_json())
+    _swap_into_place(stage, out)
+
+
+def export_singan_entry(run: Run, out: Path, *, precisions: tuple[str, ...], card: dict | None,
+                        training_data: bool) -> dict:
+    """A SinGAN run as an entry: onnx/generator.onnx with one noise input per scale (export.singan_onnx), checked
+    against PyTorch at the trained size and two others; fp32 only for now (int8 and fp16 are not built)."""
+    from .singan_onnx import parity, to_onnx_bytes
+
+    out = Path(out)
+    other = sorted(set(precisions) - {"fp32"})
+    if other:
+        raise ExportError(f"{run.root}: SinGAN entries are exported in fp32 only for now (asked: {', '.join(other)}; "
+                          "pass --precision fp32)")
+    model, ckpt = run.singan()
+    cfg = model.cfg
+    data = run.config.get("data", {})
+    classes = {"names": data.get("class_names") or [], "palette": data.get("palette") or []}
+    (h, w), sizes = cfg.sizes[-1], [list(s) for s in cfg.sizes]
+    config = {
+        "format": ENTRY_FORMAT, "model": {**cfg.to_dict(), "noise_dim": cfg.channels},
+        "latent": {"scheme": MAPS_SCHEME, "inputs": [f"z{n}" for n in range(len(sizes))], "map_sizes": sizes,
+                   "dtype": "float32", "distribution": "standard normal", "trained_grid": [h, w],
+                   "pixels_per_cell": 1, "grid_bounds": {"min": [MIN_SINGAN_SIDE, MIN_SINGAN_SIDE],
+                                                         "max": [4 * h, 4 * w]},
+                   "custom_grid_method": "the grid is the output size; every scale's map keeps its ratio to it"},
+        "outputs": {"image": {"dtype": "uint8", "layout": IMAGE_LAYOUT},
+                    **({"mask": {"dtype": "uint8", "layout": "NHW", "meaning": "class id"}} if cfg.has_masks else {})},
+        "classes": classes,
+        "training": {"size": [h, w], "iterations": int(ckpt.stem.split("-")[1]),
+                     "frames": len(data.get("frames") or []), "fingerprint": data.get("fingerprint", {}),
+                     "hyperparameters": run.config.get("train", {})},
+        "files": {}, "versions": {**versions("torch", "onnx", "onnxruntime"), "opset": OPSET},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    frames, masks = run.frames()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        (stage / "onnx").mkdir()
+        onnx_data = to_onnx_bytes(model)
+        check_model(onnx_data, str(out / ONNX_FILES["fp32"]))
+        report = parity(model, onnx_data, str(out / ONNX_FILES["fp32"]),
+                        sizes=[(h, w), (h + h // 4, w), (h, w + w // 2)])
+        (stage / ONNX_FILES["fp32"]).write_bytes(onnx_data)
+        config["files"][ONNX_FILES["fp32"]] = {"precision": "fp32", "parity_vs_torch": report["worst"]}
+        extra = encode_training_frames(frames, masks if cfg.has_masks else None, classes["palette"]) \
+            if training_data else {}
+        stats = reference(frames)
+        extra.update({"quality.json": (json.dumps(stats) + "\n").encode(),
+                      "preview.png": _singan_preview(onnx_data, cfg, classes["palette"] or None)})
+        for name, blob in extra.items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            (stage / name).write_bytes(blob)
+            config["files"][name] = {}
+        config["files"]["quality.json"] = {"score": stats["score"]}
+        _finish(stage, out, config, card)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -198,6 +278,7 @@ def model_card(config: dict, card: dict) -> str:
     """A Hugging Face model card: YAML metadata, then what the scene is and how to sample it."""
     h, w = config["training"]["size"]
     names = config["classes"]["names"]
+    singan = config["model"].get("arch") == "singan"
     lines = ["---", "library_name: oneshot-gan", "pipeline_tag: unconditional-image-generation",
              "tags:", "- one-shot-gan", "- osmis", "- image-segmentation-masks", "- data-augmentation",
              f"license: {card.get('license', 'other')}",
@@ -207,12 +288,15 @@ def model_card(config: dict, card: dict) -> str:
              f"training_size: [{h}, {w}]", f"classes: {json.dumps(names)}", "preview: preview.png",
              "---", "",
              f"# {card.get('title', 'One-shot image + mask GAN scene')}", "",
-             "A One-Shot GAN / OSMIS generator trained on a single scene. It samples new images of the scene"
+             ("A SinGAN pyramid" if singan else "A One-Shot GAN / OSMIS generator")
+             + " trained on a single scene. It samples new images of the scene"
              + (" with aligned segmentation masks." if names else "."), "",
              f"- training image: {card.get('source', 'not recorded')}",
              f"- training image licence: {card.get('image_license', 'not recorded')}",
-             f"- training size: {h}x{w}, latent grid {config['latent']['trained_grid'][0]}x"
-             f"{config['latent']['trained_grid'][1]}, {config['training'].get('iterations', '?')} iterations",
+             f"- training size: {h}x{w}, " + (f"{len(config['latent']['map_sizes'])} scales" if singan else
+                                                f"latent grid {config['latent']['trained_grid'][0]}x"
+                                                f"{config['latent']['trained_grid'][1]}")
+             + f", {config['training'].get('iterations', '?')} iterations",
              f"- classes: {', '.join(names) if names else 'none (images only)'}",
              f"- training frames: {_training_data_line(config, card)}",
              f"- files: {', '.join(sorted(config['files']))}", "", "![preview](preview.png)", "",

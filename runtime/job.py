@@ -24,7 +24,7 @@ from zoo.errors import UserError
 from zoo.quality import SCORE, Scorer, drop_threshold
 from zoo.versions import versions
 
-from .latents import MAX_INDEX, MAX_SEED, SCHEME
+from .latents import MAX_INDEX, MAX_SEED
 from .output import Output, output_of
 from .sampler import Sampler
 from .webdataset import shard_bytes
@@ -76,7 +76,7 @@ def dataset_info(sampler: Sampler, *, scene: str, seed: int, grid, start: int, c
             # the Hub commit; for bundled and local entries, the sha256 of the model file that ran
             "revision": (found.commit if found else None) or sampler.model_sha256,
             "model_sha256": sampler.model_sha256,   # of the ONNX file that ran, checked against config.json
-            "seed": seed, "latent_scheme": SCHEME, "grid": list(grid), "size": list(sampler.output_size(grid)),
+            "seed": seed, "latent_scheme": sampler.latent_scheme, "grid": list(grid), "size": list(sampler.output_size(grid)),
             "start_index": start, "count": count, "format": fmt, "backend": sampler.backend, "device": sampler.device,
             "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,
             "versions": versions("onnxruntime", python=True),

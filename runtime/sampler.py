@@ -27,7 +27,7 @@ from zoo.index import load_index
 from zoo.scenes import ResolvedScene, resolve
 from zoo.sessions import CPU, open_session
 
-from .latents import SCHEME, latent_grid, latent_vectors
+from .latents import MAPS_SCHEME, SCHEME, latent_grid, latent_maps, latent_vectors, map_sizes
 
 __all__ = ["BaseSampler", "Sampler", "load_backend", "find_scene", "BACKENDS"]
 
@@ -51,13 +51,19 @@ def checked_hash(entry: Entry, precision: str) -> str:
     return got
 
 
+def input_names(entry: Entry) -> list[str]:
+    """One-shot entries take z; SinGAN entries one noise map per scale, z0 (coarsest) .. zK."""
+    return [f"z{n}" for n in range(len(entry.map_sizes))] if entry.arch == "singan" else ["z"]
+
+
 def _check_io(session, entry: Entry, path: Path) -> None:
     """The model's input and outputs are what config.json says (a mismatch would fail later, mid-job)."""
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
-    z = inputs.get("z")
-    if z is None or len(z) != 4 or z[1] != entry.noise_dim:
-        raise UserError(f"{path}: the model takes {inputs}, but config.json says z of {entry.noise_dim} channels")
+    names = input_names(entry)
+    if sorted(inputs) != sorted(names) or any(len(inputs[n]) != 4 or inputs[n][1] != entry.noise_dim for n in names):
+        raise UserError(f"{path}: the model takes {inputs}, but config.json says {', '.join(names)} of "
+                        f"{entry.noise_dim} channels")
     if "image" not in outputs or entry.has_masks != ("mask" in outputs):
         raise UserError(f"{path}: the model's outputs {sorted(outputs)} do not match config.json "
                         f"({'image and mask' if entry.has_masks else 'image only'})")
@@ -146,9 +152,17 @@ class BaseSampler:
             idx = indices[i:i + batch_size]
             yield (idx, *self.run(idx, seed, grid))
 
-    def latents(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> np.ndarray:
-        """The model input of these samples: each one's latent (the runtime's scheme) over the grid."""
-        return latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)
+    @property
+    def latent_scheme(self) -> str:
+        return MAPS_SCHEME if self.entry.arch == "singan" else SCHEME
+
+    def latents(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> list[np.ndarray]:
+        """The model inputs of these samples, in input_names order: each one's latent (the runtime's scheme) over
+        the grid, or for SinGAN entries its noise maps for the output size `grid` (pixels_per_cell 1)."""
+        if self.entry.arch == "singan":
+            sizes = map_sizes(self.entry.map_sizes, grid)
+            return latent_maps(seed, indices, [(self.entry.noise_dim, h, w) for h, w in sizes])
+        return [latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)]
 
     def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
@@ -197,15 +211,15 @@ class Sampler(BaseSampler):
         self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="ort-lane") if self.lanes > 1 else None
 
     def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-        z = self.latents(indices, seed, grid)
-        runs = fixed_runs(z, MICRO_BATCH[self.device])
-        one = lambda part: self.session.run(self.outputs, {"z": part})  # noqa: E731
+        names = input_names(self.entry)
+        runs = list(zip(*(fixed_runs(z, MICRO_BATCH[self.device]) for z in self.latents(indices, seed, grid))))
+        one = lambda part: self.session.run(self.outputs, dict(zip(names, part)))  # noqa: E731
         parts = list(self._pool.map(one, runs)) if self._pool is not None and len(runs) > 1 else [one(r) for r in runs]
-        out = [np.concatenate([p[k] for p in parts])[:len(z)] for k in range(len(self.outputs))]
+        out = [np.concatenate([p[k] for p in parts])[:len(indices)] for k in range(len(self.outputs))]
         return out[0], (out[1] if len(out) > 1 else None)
 
     def describe(self) -> dict:
-        return {"latent_scheme": SCHEME, "precision": self.precision, "device": self.device,
+        return {"latent_scheme": self.latent_scheme, "precision": self.precision, "device": self.device,
                 "providers": self.session.get_providers()}
 
 

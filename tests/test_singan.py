@@ -140,9 +140,42 @@ def test_trainer_fit_arch_singan(tmp_path):
     assert result["mask_alignment"]["miou"] >= 0 and "pixel_diversity" in json.dumps(result)
     from zoo.cli import main as zoo_cli
 
-    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(tmp_path / "entry")])   # not built yet
-    assert res.exit_code == 1 and "a SinGAN run" in res.output and res.output.count("\n") == 1, res.output
-    assert not (tmp_path / "entry").exists()
+    entry = tmp_path / "entry"
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry), "--precision", "int8"])
+    assert res.exit_code == 1 and "fp32 only" in res.output and res.output.count("\n") == 1, res.output
+    assert not entry.exists()
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry)])   # SinGAN's default: fp32
+    assert res.exit_code == 0, res.output
+    assert CliRunner().invoke(zoo_cli, ["verify", str(entry)]).exit_code == 0
+    _samples_of_the_entry_are_the_run_s(out, entry, tmp_path)
+
+
+def _samples_of_the_entry_are_the_run_s(run_dir, entry, tmp_path):
+    """`runtime sample` on the exported entry: the run's PyTorch samples (same latent scheme) within the export's
+    parity, at any batch size, and other output sizes through --size."""
+    from runtime.cli import main as runtime_cli
+    from trainer.run import Run
+    from trainer.singan import sample_uint8
+
+    images, masks = sample_uint8(Run.open(run_dir).singan()[0], np.arange(5, 12), seed=3)
+    got = {}
+    for batch in ("1", "4"):
+        out = tmp_path / f"samples{batch}"
+        res = CliRunner().invoke(runtime_cli, ["sample", str(entry), "--count", "7", "--start-index", "5", "--seed",
+                                               "3", "--batch-size", batch, "--format", "npz", "--out", str(out),
+                                               "--workers", "0", "-q"])
+        assert res.exit_code == 0, res.output
+        shard = np.load(next((out / "shards").iterdir()))
+        got[batch] = shard
+        assert json.loads((out / "dataset.json").read_text())["latent_scheme"] == "per-sample-maps-v1"
+    assert np.array_equal(got["1"]["images"], got["4"]["images"]) and np.array_equal(got["1"]["masks"],
+                                                                                      got["4"]["masks"])
+    assert np.abs(got["1"]["images"].astype(int) - images).max() <= 1
+    assert (got["1"]["masks"] == masks).mean() >= 0.999
+    res = CliRunner().invoke(runtime_cli, ["sample", str(entry), "--count", "2", "--size", "36x60", "--format", "npz",
+                                           "--out", str(tmp_path / "wide"), "--workers", "0", "-q"])
+    assert res.exit_code == 0, res.output
+    assert np.load(next((tmp_path / "wide" / "shards").iterdir()))["images"].shape == (2, 36, 60, 3)
 
 
 def test_noise_maps_of_a_sample_do_not_depend_on_the_batch():
@@ -177,3 +210,29 @@ def test_export_matches_pytorch_at_several_output_sizes(tmp_path):
     report = parity(model, data, "test", sizes=[(30, 40), (24, 56), (45, 30)])
     assert report["worst"]["max_pixel_delta"] <= 1 and report["worst"]["mask_agreement"] >= 0.999
     assert {tuple(c["size"]) for c in report["checks"]} == {(30, 40), (24, 56), (45, 30)}
+
+
+def test_a_singan_entry_config_is_checked(tmp_path):
+    from trainer.cli import main
+    from zoo.cli import main as zoo_cli
+    from zoo.entry_config import EntryConfig
+    from zoo.errors import UserError
+
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(tmp_path / "scene.png")
+    out, entry = tmp_path / "run", tmp_path / "entry"
+    assert CliRunner().invoke(main, ["fit", str(tmp_path / "scene.png"), "--arch", "singan", "--iters", "1",
+                                     "--device", "cpu", "--out", str(out), "-q"]).exit_code == 0
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry)])
+    assert res.exit_code == 0, res.output
+    good = json.loads((entry / "config.json").read_text())
+    assert good["model"]["arch"] == "singan" and good["latent"]["map_sizes"] == [[25, 33], [30, 40]]
+    assert EntryConfig.from_dict(good, where="x").map_sizes == ((25, 33), (30, 40))
+    for change, message in ((lambda c: c["latent"].update(map_sizes=[[25, 33]]), "the last the trained size"),
+                            (lambda c: c["latent"].update(scheme="chunked-v1"), "per-sample-maps-v1"),
+                            (lambda c: c["latent"].update(map_sizes=[[0, 3], [30, 40]]), "map_sizes"),
+                            (lambda c: c["model"].update(arch="diffusion"), "unknown model.arch")):
+        bad = json.loads(json.dumps(good))
+        change(bad)
+        with pytest.raises(UserError, match=message):
+            EntryConfig.from_dict(bad, where="x")

@@ -55,6 +55,15 @@ class Entry:
         return self.config.trained_grid
 
     @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    @property
+    def map_sizes(self) -> list[tuple[int, int]]:
+        """SinGAN: the noise maps' sizes at the trained size, coarsest first ([] for one-shot entries)."""
+        return list(self.config.map_sizes)
+
+    @property
     def pixels_per_cell(self) -> int:
         return self.config.pixels_per_cell
 

@@ -24,6 +24,11 @@ __all__ = ["ENTRY_FORMAT", "MAX_GRID", "ONNX_FILES", "EntryConfig", "FileRecord"
 
 ENTRY_FORMAT = "oneshot-gan-entry/1"   # the schema version; readers refuse any other
 MAX_GRID = 64   # latent cells per side; the runtime allocates grid x pixels_per_cell pixels per sample
+# SinGAN entries ("model": {"arch": "singan"}): one noise map per scale, the "grid" is the output size itself
+# (pixels_per_cell 1), latent.map_sizes the maps' sizes at the trained size, coarsest first
+MAX_SIDE = 4096
+MAX_SCALES = 32
+MAPS_SCHEME = "per-sample-maps-v1"   # runtime.latents.latent_maps
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 ONNX_FILES = {"fp32": "onnx/generator.onnx", "fp16": "onnx/generator.fp16.onnx", "int8": "onnx/generator.int8.onnx"}
 SECTIONS = ("model", "latent", "outputs", "classes", "files", "training")
@@ -53,6 +58,8 @@ class EntryConfig:
     files: Mapping[str, FileRecord]
     model: Mapping[str, Any]   # the generator's settings, for the torch side (trainer.config.ModelConfig)
     document: Mapping[str, Any]   # everything as read, for to_dict
+    arch: str = "oneshot"   # or "singan"
+    map_sizes: tuple[tuple[int, int], ...] = ()   # singan: the noise maps' sizes at the trained size
 
     @classmethod
     def read(cls, path: Path) -> "EntryConfig":
@@ -79,7 +86,8 @@ class EntryConfig:
                    palette=tuple(tuple(c) for c in config["classes"]["palette"]),
                    has_masks="mask" in config["outputs"], files=MappingProxyType(files),
                    model=MappingProxyType(copy.deepcopy(config["model"])),
-                   document=MappingProxyType(copy.deepcopy(config)))
+                   document=MappingProxyType(copy.deepcopy(config)), arch=config["model"].get("arch", "oneshot"),
+                   map_sizes=tuple(tuple(s) for s in latent.get("map_sizes", ())))
 
     def to_dict(self) -> dict:
         return copy.deepcopy(dict(self.document))
@@ -119,14 +127,24 @@ def _validate(config, where) -> None:
     for key in SECTIONS:
         _need(isinstance(config.get(key), dict), where, f"missing or invalid '{key}'")
     model, latent, training = config["model"], config["latent"], config["training"]
+    arch = model.get("arch", "oneshot")
+    _need(arch in ("oneshot", "singan"), where, f"unknown model.arch {arch!r}")
+    top = MAX_GRID if arch == "oneshot" else MAX_SIDE
     _need(_int(model.get("noise_dim"), 1, 4096), where, "model.noise_dim must be an int in 1..4096")
-    _need(_int_pair(latent.get("trained_grid")), where, f"latent.trained_grid must be [h, w] within 1..{MAX_GRID}")
+    _need(_int_pair(latent.get("trained_grid"), 1, top), where, f"latent.trained_grid must be [h, w] within 1..{top}")
     ppc = latent.get("pixels_per_cell")
     _need(_int(ppc, 1, 1024) and ppc & (ppc - 1) == 0, where, "latent.pixels_per_cell must be a power of 2 up to 1024")
     bounds = latent.get("grid_bounds")
-    _need(isinstance(bounds, dict) and _int_pair(bounds.get("min")) and _int_pair(bounds.get("max"))
+    _need(isinstance(bounds, dict) and _int_pair(bounds.get("min"), 1, top) and _int_pair(bounds.get("max"), 1, top)
           and all(bounds["min"][k] <= latent["trained_grid"][k] <= bounds["max"][k] for k in (0, 1)), where,
-          f"latent.grid_bounds must hold min <= trained_grid <= max, each [h, w] within 1..{MAX_GRID}")
+          f"latent.grid_bounds must hold min <= trained_grid <= max, each [h, w] within 1..{top}")
+    if arch == "singan":
+        sizes = latent.get("map_sizes")
+        _need(ppc == 1 and latent.get("scheme") == MAPS_SCHEME, where,
+              f"a SinGAN entry's latent is scheme {MAPS_SCHEME} with pixels_per_cell 1")
+        _need(isinstance(sizes, list) and 1 <= len(sizes) <= MAX_SCALES and all(_int_pair(v, 1, top) for v in sizes)
+              and sizes[-1] == latent["trained_grid"], where,
+              f"latent.map_sizes must list 1..{MAX_SCALES} sizes [h, w], the last the trained size")
     _need(_int_pair(training.get("size"), 1, MAX_GRID * 1024), where, "training.size must be [h, w]")
     _need(training["size"] == [v * ppc for v in latent["trained_grid"]], where,
           "training.size must be trained_grid x pixels_per_cell")

@@ -88,10 +88,13 @@ def _check_onnx(entry: Entry, precision: str) -> dict:
         sess = open_session(path)
     except Exception as e:  # onnxruntime's own exception types
         raise UserError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
-    gh, gw = entry.trained_grid
-    z = np.random.default_rng(0).standard_normal((2, entry.noise_dim, gh, gw), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    # one-shot entries take z over the trained grid; SinGAN entries one noise map per scale, z0 .. zK
+    shapes = ({f"z{n}": s for n, s in enumerate(entry.map_sizes)} if entry.arch == "singan" else
+              {"z": entry.trained_grid})
+    feed = {k: rng.standard_normal((2, entry.noise_dim, *hw), dtype=np.float32) for k, hw in shapes.items()}
     try:
-        outputs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"z": z})))
+        outputs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
     except Exception as e:
         raise UserError(f"{path}: a test sample failed ({str(e).splitlines()[0][:200]})") from None
     h, w = entry.config.training_size
