@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import save_file
+from safetensors.numpy import save as save_numpy
+from safetensors.torch import load_file, save_file
 
 from runtime.latents import latent_grid, latent_vectors
-from runtime.sampler import MICRO_BATCH, fixed_runs
+from runtime.sampler import MICRO_BATCH, RECONSTRUCTION, fixed_runs
 from runtime.training_frames import encode as encode_training_frames
 from trainer.checkpoint import guard_state
 from trainer.generator import Generator
@@ -260,7 +261,9 @@ def export_singan_entry(run: Run, out: Path, *, precisions: tuple[str, ...], car
         extra = encode_training_frames(frames, masks if cfg.has_masks else None, classes["palette"]) \
             if training_data else {}
         stats = reference(frames)
-        extra.update({"quality.json": (json.dumps(stats) + "\n").encode(),
+        z_rec = load_file(str(ckpt))["z_rec"].numpy()   # what reconstructs the training image: --start-scale
+        extra.update({RECONSTRUCTION: save_numpy({"z0": np.ascontiguousarray(z_rec, np.float32)}),
+                      "quality.json": (json.dumps(stats) + "\n").encode(),
                       "preview.png": _singan_preview(onnx_data, cfg, classes["palette"] or None)})
         for name, blob in extra.items():
             (stage / name).parent.mkdir(parents=True, exist_ok=True)

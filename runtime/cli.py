@@ -31,6 +31,9 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="[auto: about 0.5 M pixels per batch]")
 @click.option("--grid", default=None, help="Latent grid HxW [the trained grid].")
 @click.option("--size", default=None, help="Output size HxW (a multiple of the model's pixels per cell).")
+@click.option("--start-scale", type=click.IntRange(0, 31), default=0, show_default=True,
+              help="SinGAN entries: random noise from this scale up, the training image's reconstruction noise "
+                   "below (keeps its layout; trained size only).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32", show_default=True,
               help="bf16: the torch backend only.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
@@ -61,9 +64,9 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True)
 @hub_options
 @user_errors
-def sample(scene, count, out, seed, start_index, batch_size, grid, size, precision, backend, device, fmt, mask_preview,
-           png_compression, workers, drop_worst, resume, overwrite, use_ray, address, actors, gpus_per_actor, as_json,
-           quiet, hub, index):
+def sample(scene, count, out, seed, start_index, batch_size, grid, size, start_scale, precision, backend, device, fmt,
+           mask_preview, png_compression, workers, drop_worst, resume, overwrite, use_ray, address, actors,
+           gpus_per_actor, as_json, quiet, hub, index):
     """Write COUNT new image/mask pairs of SCENE to --out.
 
     SCENE: a bundled or index name, org/repo[@revision] on the Hugging Face Hub (pulled once, then used
@@ -85,8 +88,9 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, precisi
         sampler.scene = found
     if not use_ray and (address or actors or gpus_per_actor is not None):
         raise UserError("--address, --actors and --gpus-per-actor go with --ray")
-    if use_ray and drop_worst:
-        raise UserError("--drop-worst is not available with --ray")
+    if use_ray and (drop_worst or start_scale):
+        raise UserError("--drop-worst and --start-scale are not available with --ray")
+    sampler.set_start_scale(start_scale)
     job = dict(scene=sampler.scene.ref.label, count=count, seed=seed, start=start_index, grid=g, batch_size=batch_size,
                compress_level=png_compression, mask_preview=mask_preview, resume=resume, overwrite=overwrite,
                quiet=quiet, fmt=fmt)

@@ -35,8 +35,8 @@ __all__ = ["sample_to_folder", "Interrupted", "SETTINGS"]
 SHARD_SIZE = 256  # samples per shard file (webdataset / npz), aligned on absolute indices
 
 # must match to --resume: a re-exported model or a moved Hub branch is another model
-SETTINGS = ("scene", "repo", "revision", "model_sha256", "seed", "grid", "precision", "latent_scheme", "format",
-            "drop_worst")
+SETTINGS = ("scene", "repo", "revision", "model_sha256", "seed", "grid", "precision", "latent_scheme", "start_scale",
+            "format", "drop_worst")
 CALIBRATION = 256  # --drop-worst: the threshold is the score quantile over the first this-many samples
 
 
@@ -76,7 +76,8 @@ def dataset_info(sampler: Sampler, *, scene: str, seed: int, grid, start: int, c
             # the Hub commit; for bundled and local entries, the sha256 of the model file that ran
             "revision": (found.commit if found else None) or sampler.model_sha256,
             "model_sha256": sampler.model_sha256,   # of the ONNX file that ran, checked against config.json
-            "seed": seed, "latent_scheme": sampler.latent_scheme, "grid": list(grid), "size": list(sampler.output_size(grid)),
+            "seed": seed, "latent_scheme": sampler.latent_scheme, "start_scale": sampler.start_scale,
+            "grid": list(grid), "size": list(sampler.output_size(grid)),
             "start_index": start, "count": count, "format": fmt, "backend": sampler.backend, "device": sampler.device,
             "precision": sampler.precision, "classes": entry.class_names, "palette": entry.palette,
             "versions": versions("onnxruntime", python=True),

@@ -75,6 +75,7 @@ def test_ray_options_and_addresses_are_one_line_errors(entry, tmp_path):
     for args, message in ((["--actors", "2"], "go with --ray"), (["--gpus-per-actor", "1"], "go with --ray"),
                           (["--ray", "--gpus-per-actor", "1"], "each actor needs 1 GPU(s) and the Ray cluster has 0"),
                           (["--ray", "--drop-worst", "0.1"], "not available"),
+                          (["--start-scale", "1"], "needs a SinGAN entry"),
                           (["--ray", "--address", "nonsense"], "HOST:PORT"),
                           (["--ray", "--address", "127.0.0.1:1"], "nothing answers")):
         res = CliRunner().invoke(runtime_cli, base + args)

@@ -177,6 +177,20 @@ def _samples_of_the_entry_are_the_run_s(run_dir, entry, tmp_path):
     assert res.exit_code == 0, res.output
     assert np.load(next((tmp_path / "wide" / "shards").iterdir()))["images"].shape == (2, 36, 60, 3)
 
+    # --start-scale 1: scale 0 takes the reconstruction noise, so every sample keeps one coarse layout
+    res = CliRunner().invoke(runtime_cli, ["sample", str(entry), "--count", "6", "--start-scale", "1", "--format",
+                                           "npz", "--out", str(tmp_path / "fixed"), "--workers", "0", "-q"])
+    assert res.exit_code == 0, res.output
+    fixed = np.load(next((tmp_path / "fixed" / "shards").iterdir()))["images"].astype(float)
+    free = np.load(next((tmp_path / "samples1" / "shards").iterdir()))["images"].astype(float)
+    assert fixed.std(0).mean() < free.std(0).mean()   # less variation across samples than from scale 0
+    assert json.loads((tmp_path / "fixed" / "dataset.json").read_text())["start_scale"] == 1
+    for args, message in ((["--start-scale", "2"], "within 1 .. 1"), (["--start-scale", "1", "--size", "36x60"],
+                                                                          "trained size")):
+        res = CliRunner().invoke(runtime_cli, ["sample", str(entry), "--count", "2", "--out", str(tmp_path / "x"),
+                                               "-q", *args])
+        assert res.exit_code == 1 and message in res.output and res.output.count("\n") == 1, res.output
+
 
 def test_noise_maps_of_a_sample_do_not_depend_on_the_batch():
     from runtime.latents import latent_maps, map_sizes
