@@ -37,6 +37,7 @@ SHARD_SIZE = 256  # samples per shard file (webdataset / npz), aligned on absolu
 # must match to --resume: a re-exported model or a moved Hub branch is another model
 SETTINGS = ("scene", "repo", "revision", "model_sha256", "seed", "grid", "precision", "latent_scheme", "start_scale",
             "format", "drop_worst")
+ADDED_SETTINGS = {"start_scale": 0}   # settings added after the first release, with the value they had before
 CALIBRATION = 256  # --drop-worst: the threshold is the score quantile over the first this-many samples
 
 
@@ -97,6 +98,7 @@ def check_resume(out: Output, info: dict) -> None:
     if not isinstance(old, dict):
         raise UserError(f"{out.label}/dataset.json: not a dataset description; cannot tell what was sampled, "
                         "use a new --out")
+    old = {**ADDED_SETTINGS, **old}   # a folder sampled before a setting existed had its default
     diff = [k for k in SETTINGS if old.get(k) != info.get(k)]
     if diff:
         raise UserError(f"{out.label}: was sampled with other settings "

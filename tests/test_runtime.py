@@ -512,3 +512,14 @@ def test_ctrl_c_before_a_command_handles_it_is_one_line(raise_, capsys):
     with pytest.raises(SystemExit) as e:
         group.main(["cmd"], prog_name="x")
     assert e.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"   # click adds a newline first
+
+
+def test_a_folder_sampled_before_a_setting_existed_resumes(entry, tmp_path):
+    out = tmp_path / "samples"
+    args = ["sample", str(entry), "--out", str(out), "--workers", "0", "-q"]
+    assert CliRunner().invoke(main, [*args, "--count", "2"]).exit_code == 0
+    info = json.loads((out / "dataset.json").read_text())
+    del info["start_scale"]   # as written before --start-scale
+    (out / "dataset.json").write_text(json.dumps(info))
+    res = CliRunner().invoke(main, [*args, "--count", "3", "--resume", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["written"] == 1, res.output
