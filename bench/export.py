@@ -29,7 +29,7 @@ def build(size: str, folder: Path) -> dict:
     import torch
 
     from export.onnx_export import export_onnx, grid_bounds
-    from export.quantize import int8_variant
+    from export.quantize import grid_feed, int8_variant
     from trainer.config import auto_config
     from zoo.sizes import parse_hw
     from trainer.generator import Generator, refresh_spectral_norms
@@ -43,8 +43,8 @@ def build(size: str, folder: Path) -> dict:
     export_onnx(G, folder / "fp32.onnx")
     t_fp32 = time.perf_counter() - t0
     t0 = time.perf_counter()
-    data, _ = int8_variant((folder / "fp32.onnx").read_bytes(), 64, (G.cfg.grid_h, G.cfg.grid_w), "int8",
-                                 has_masks=False)
+    data, _ = int8_variant((folder / "fp32.onnx").read_bytes(), grid_feed(64, (G.cfg.grid_h, G.cfg.grid_w)),
+                           "int8", has_masks=False)
     (folder / "int8.onnx").write_bytes(data)
     return {"export_fp32_s": t_fp32, "quantize_int8_s": time.perf_counter() - t0, "grid_bounds": grid_bounds(G)}
 

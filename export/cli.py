@@ -23,7 +23,7 @@ def _needs_export_extra():
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Entry folder to write.")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
-              help="Variants to write (fp32 is always written) [one-shot GAN: fp32 and int8; SinGAN: fp32].")
+              default=("fp32", "int8"), show_default=True, help="Variants to write (fp32 is always written).")
 @click.option("--probabilities", is_flag=True, help="Also output class probabilities (B, M, H, W) float32.")
 @click.option("--no-weights", is_flag=True, help="Leave out model.safetensors (a sampling-only entry).")
 @click.option("--no-training-data", is_flag=True,
@@ -50,8 +50,7 @@ def export_cmd(run_dir, out, precisions, probabilities, no_weights, no_training_
                               "license": license_}.items() if v}
     if evaluation is not None:
         card["evaluation"] = read_evaluation(evaluation)
-    variants = tuple(dict.fromkeys(("fp32", *precisions))) if precisions else None   # None: the architecture's
-    config = export_entry(run_dir, out, precisions=variants,
+    config = export_entry(run_dir, out, precisions=tuple(dict.fromkeys(("fp32", *precisions))),
                           probabilities=probabilities, overwrite=overwrite, weights=not no_weights, card=card,
                           checkpoint=checkpoint, training_data=not no_training_data, force=force)
     if not quiet:

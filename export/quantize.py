@@ -1,13 +1,16 @@
 """The int8 variant of an exported fp32 ONNX (static QDQ, for CPUs), and variant quality measurement.
 
 Variants keep the fp32 graph's interface (float32 latent in, uint8 out). Each variant's quality against the fp32
-ONNX (mean |delta| of image pixels, mask agreement) is measured on held-out latents and recorded.
+ONNX (mean |delta| of image pixels, mask agreement) is measured on held-out latents and recorded. Latents come
+from a Feed: (rng, batch) -> the model's input dict (grid_feed for one-shot graphs; SinGAN graphs take one noise
+map per scale, export.singan_onnx.maps_feed).
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -18,14 +21,19 @@ from .onnx_export import Agreement, compare, cpu_session, latents
 CALIBRATION_SAMPLES = 64
 EVAL_SAMPLES = 32
 MIN_INT8_MASK_AGREEMENT = 0.97
+Feed = Callable[[np.random.Generator, int], dict]
+
+
+def grid_feed(noise_dim: int, grid: tuple[int, int]) -> Feed:
+    return lambda rng, batch: {"z": latents(rng, batch, noise_dim, grid)}
 
 
 class _Calibration:
     """onnxruntime's CalibrationDataReader protocol: random latents, the GAN's own input distribution."""
 
-    def __init__(self, noise_dim: int, grid: tuple[int, int], samples: int, batch: int = 8, seed: int = 1234):
+    def __init__(self, feed: Feed, samples: int, batch: int = 8, seed: int = 1234):
         rng = np.random.default_rng(seed)
-        self.batches = [{"z": latents(rng, batch, noise_dim, grid)} for _ in range(samples // batch)]
+        self.batches = [feed(rng, batch) for _ in range(samples // batch)]
 
     def get_next(self):
         return self.batches.pop() if self.batches else None
@@ -46,7 +54,7 @@ def _head_convs(model: onnx.ModelProto) -> list[str]:
     return heads
 
 
-def quantize_int8(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str) -> bytes:
+def quantize_int8(fp32: bytes, feed: Feed, where: str) -> bytes:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -58,25 +66,25 @@ def quantize_int8(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str
         # reduce_range (7-bit weights): x86 CPUs without VNNI multiply u8 x s8 pairs into saturating int16
         # (onnxruntime's documented U8S8 limitation); an entry runs on any CPU, and on such a 2-core AVX2 machine
         # full-range weights gave 96.4 % mask agreement where reduced ones gave 97.8 % (tests/test_export.py model)
-        quantize_static(str(pre), str(out), _Calibration(noise_dim, grid, CALIBRATION_SAMPLES),
+        quantize_static(str(pre), str(out), _Calibration(feed, CALIBRATION_SAMPLES),
                         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
                         nodes_to_exclude=_head_convs(model))
         return out.read_bytes()
 
 
-def measure(fp32: bytes, variant: bytes, noise_dim: int, grid: tuple[int, int], *, seed: int = 99) -> Agreement:
-    """Quality of a variant against the fp32 ONNX on held-out latents at the trained grid (CPU)."""
-    z = latents(np.random.default_rng(seed), EVAL_SAMPLES, noise_dim, grid)
-    return compare(cpu_session(fp32).run(None, {"z": z}), cpu_session(variant).run(None, {"z": z}))
+def measure(fp32: bytes, variant: bytes, feed: Feed, *, seed: int = 99) -> Agreement:
+    """Quality of a variant against the fp32 ONNX on held-out latents at the trained size (CPU)."""
+    inputs = feed(np.random.default_rng(seed), EVAL_SAMPLES)
+    return compare(cpu_session(fp32).run(None, inputs), cpu_session(variant).run(None, inputs))
 
 
-def int8_variant(fp32: bytes, noise_dim: int, grid: tuple[int, int], where: str, *, has_masks: bool,
+def int8_variant(fp32: bytes, feed: Feed, where: str, *, has_masks: bool,
                  reference: bytes | None = None) -> tuple[bytes, dict]:
     """Quantize the fp32 graph `fp32`; quality is measured against `reference` (the fp32 ONNX the entry ships,
     when it is another graph of the same function) or `fp32` itself."""
-    data = quantize_int8(fp32, noise_dim, grid, where)
-    q = measure(reference or fp32, data, noise_dim, grid)
+    data = quantize_int8(fp32, feed, where)
+    q = measure(reference or fp32, data, feed)
     if has_masks and q.mask_agreement < MIN_INT8_MASK_AGREEMENT:
         raise ExportError(f"{where}: int8 mask agreement {q.mask_agreement:.2%} is below "
                           f"{MIN_INT8_MASK_AGREEMENT:.0%}; refusing to write it (use fp32 on this scene)")

@@ -36,6 +36,12 @@ class SinGANGraph(nn.Module):
         return (image,) if mask is None else (image, mask)
 
 
+def maps_feed(cfg):
+    """Random unit-variance noise maps at the trained sizes (export.quantize's Feed) for calibration and checks."""
+    return lambda rng, batch: {f"z{n}": rng.standard_normal((batch, cfg.channels, h, w), dtype=np.float32)
+                               for n, (h, w) in enumerate(cfg.sizes)}
+
+
 def input_names(model: SinGAN) -> list[str]:
     return [f"z{n}" for n in range(len(model.cfg.sizes))]
 

@@ -31,7 +31,7 @@ from zoo.versions import versions
 
 from .graph import IMAGE_LAYOUT, ExportError
 from .onnx_export import OPSET, check_model, export_onnx, grid_bounds, to_onnx_bytes
-from .quantize import int8_variant, measure
+from .quantize import grid_feed, int8_variant, measure
 
 __all__ = ["PRECISIONS", "export_entry", "write_entry", "check_destination"]
 
@@ -103,21 +103,18 @@ def _is_entry(folder: Path) -> bool:
     return not folder.is_symlink() and folder.is_dir() and is_entry_config(folder / "config.json")
 
 
-def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] | None = None,
+def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp32", "int8"),
                  probabilities: bool = False, overwrite: bool = False, weights: bool = True,
                  card: dict | None = None, checkpoint: bool = False, training_data: bool = True,
                  force: bool = False) -> dict:
-    """Export a trainer run into an entry folder; returns the entry's config. precisions: the variants [one-shot
-    GAN: fp32 and int8; SinGAN: fp32]. `training_data` adds the training
+    """Export a trainer run into an entry folder; returns the entry's config. `training_data` adds the training
     frames and masks under training/ (runtime.training_frames: `trainer eval` then works on the entry alone);
     `checkpoint` adds the run's latest full training state under checkpoint/ (a run folder: `trainer resume`
     continues it). A run whose last health check failed (trainer/health.py) is refused unless `force`."""
     check_destination(Path(out), overwrite)
     run = Run.open(run_dir)
     if getattr(run.model_config, "arch", "oneshot") == "singan":
-        return export_singan_entry(run, out, precisions=precisions or ("fp32",), card=card,
-                                   training_data=training_data)
-    precisions = precisions or ("fp32", "int8")
+        return export_singan_entry(run, out, precisions=precisions, card=card, training_data=training_data)
     G, ckpt = run.ema_generator()
     run_config = run.config
     last = (guard_state(ckpt) or {}).get("last")
@@ -167,7 +164,7 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, preci
         if "int8" in precisions:
             # quantized from the resize-form graph (export.graph.UPSAMPLING), measured against the fp32 it ships with
             source = to_onnx_bytes(G, probabilities, upsampling="resize")
-            data, quality = int8_variant(source, G.cfg.noise_dim, grid, str(out / ONNX_FILES["int8"]),
+            data, quality = int8_variant(source, grid_feed(G.cfg.noise_dim, grid), str(out / ONNX_FILES["int8"]),
                                          has_masks=G.cfg.has_masks, reference=fp32)
             (stage / ONNX_FILES["int8"]).write_bytes(data)
             config["files"][ONNX_FILES["int8"]] = {"precision": "int8", "quality_vs_fp32": quality}
@@ -176,7 +173,7 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, preci
             data = to_onnx_bytes(G, probabilities, half=True)
             check_model(data, str(out / ONNX_FILES["fp16"]))
             (stage / ONNX_FILES["fp16"]).write_bytes(data)
-            quality = measure(fp32, data, G.cfg.noise_dim, grid).as_dict()
+            quality = measure(fp32, data, grid_feed(G.cfg.noise_dim, grid)).as_dict()
             config["files"][ONNX_FILES["fp16"]] = {"precision": "fp16", "quality_vs_fp32": quality}
             logger.info(f"fp16 ONNX: {quality}")
         if weights:
@@ -218,14 +215,12 @@ def _finish(stage: Path, out: Path, config: dict, card: dict | None) -> None:
 def export_singan_entry(run: Run, out: Path, *, precisions: tuple[str, ...], card: dict | None,
                         training_data: bool) -> dict:
     """A SinGAN run as an entry: onnx/generator.onnx with one noise input per scale (export.singan_onnx), checked
-    against PyTorch at the trained size and two others; fp32 only for now (int8 and fp16 are not built)."""
-    from .singan_onnx import parity, to_onnx_bytes
+    against PyTorch at the trained size and two others, and its int8 variant (no fp16 yet)."""
+    from .singan_onnx import maps_feed, parity, to_onnx_bytes
 
     out = Path(out)
-    other = sorted(set(precisions) - {"fp32"})
-    if other:
-        raise ExportError(f"{run.root}: SinGAN entries are exported in fp32 only for now (asked: {', '.join(other)}; "
-                          "pass --precision fp32)")
+    if "fp16" in precisions:
+        raise ExportError(f"{run.root}: SinGAN entries are exported in fp32 and int8 (no fp16 yet)")
     model, ckpt = run.singan()
     cfg = model.cfg
     data = run.config.get("data", {})
@@ -258,6 +253,11 @@ def export_singan_entry(run: Run, out: Path, *, precisions: tuple[str, ...], car
                         sizes=[(h, w), (h + h // 4, w), (h, w + w // 2)])
         (stage / ONNX_FILES["fp32"]).write_bytes(onnx_data)
         config["files"][ONNX_FILES["fp32"]] = {"precision": "fp32", "parity_vs_torch": report["worst"]}
+        if "int8" in precisions:
+            data, quality = int8_variant(onnx_data, maps_feed(cfg), str(out / ONNX_FILES["int8"]),
+                                         has_masks=cfg.has_masks)
+            (stage / ONNX_FILES["int8"]).write_bytes(data)
+            config["files"][ONNX_FILES["int8"]] = {"precision": "int8", "quality_vs_fp32": quality}
         extra = encode_training_frames(frames, masks if cfg.has_masks else None, classes["palette"]) \
             if training_data else {}
         stats = reference(frames)

@@ -123,7 +123,8 @@ def test_int8_quality_is_measured_and_enforced(run_dir, tmp_path, monkeypatch):
     with torch.no_grad():  # a decisive mask head, as a trained model has; a 3-step one is near a tie everywhere
         G.mask_converter.weight.mul_(40)
     fp32 = onnx_export.to_onnx_bytes(G, upsampling="resize")   # what the writer quantizes
-    data, quality = quantize.int8_variant(fp32, 64, (3, 5), "x", has_masks=True, reference=onnx_export.to_onnx_bytes(G))
+    data, quality = quantize.int8_variant(fp32, quantize.grid_feed(64, (3, 5)), "x", has_masks=True,
+                                          reference=onnx_export.to_onnx_bytes(G))
     assert quality["mask_agreement"] >= 0.97 and quality["mean_pixel_delta"] < 10
     qmodel = onnx.load_from_string(data)
     assert sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node) > 5
@@ -132,7 +133,7 @@ def test_int8_quality_is_measured_and_enforced(run_dir, tmp_path, monkeypatch):
     assert len(heads) == 2  # final RGB and mask convs stay in float
     monkeypatch.setattr(quantize, "MIN_INT8_MASK_AGREEMENT", 1.01)
     with pytest.raises(ExportError, match="int8 mask agreement"):
-        quantize.int8_variant(fp32, 64, (3, 5), "x", has_masks=True)
+        quantize.int8_variant(fp32, quantize.grid_feed(64, (3, 5)), "x", has_masks=True)
 
 
 def test_export_bad_inputs(tmp_path, run_dir):

@@ -141,11 +141,13 @@ def test_trainer_fit_arch_singan(tmp_path):
     from zoo.cli import main as zoo_cli
 
     entry = tmp_path / "entry"
-    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry), "--precision", "int8"])
-    assert res.exit_code == 1 and "fp32 only" in res.output and res.output.count("\n") == 1, res.output
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry), "--precision", "fp16"])
+    assert res.exit_code == 1 and "no fp16 yet" in res.output and res.output.count("\n") == 1, res.output
     assert not entry.exists()
-    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry)])   # SinGAN's default: fp32
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry)])   # fp32 and int8
     assert res.exit_code == 0, res.output
+    config = json.loads((entry / "config.json").read_text())
+    assert config["files"]["onnx/generator.int8.onnx"]["quality_vs_fp32"]["mask_agreement"] >= 0.97
     assert CliRunner().invoke(zoo_cli, ["verify", str(entry)]).exit_code == 0
     _samples_of_the_entry_are_the_run_s(out, entry, tmp_path)
 
