@@ -163,32 +163,41 @@ class BaseSampler:
         if self.entry.arch == "singan":
             sizes = map_sizes(self.entry.map_sizes, grid)
             maps = latent_maps(seed, indices, [(self.entry.noise_dim, h, w) for h, w in sizes])
-            return self._fixed_below(maps, grid) if self.start_scale else maps
+            return self._fixed_below(maps) if self.start_scale else maps
         return [latent_grid(latent_vectors(seed, indices, self.entry.noise_dim), grid)]
 
     start_scale = 0   # SinGAN: scales below it take the reconstruction noise (the paper's Fig. 8)
 
-    def set_start_scale(self, n: int) -> None:
+    def set_start_scale(self, n: int, grid: tuple[int, int]) -> None:
         """SinGAN entries: generate from scale n (0 = coarsest) with the training image's reconstruction noise
-        below it, so the layout stays the training image's and finer scales vary (trained size only)."""
-        if n and (self.entry.arch != "singan" or not 0 < n < len(self.entry.map_sizes)):
+        below it, so the layout stays the training image's and finer scales vary (at the trained size only)."""
+        if not n:
+            self.start_scale = 0
+            return
+        if self.entry.arch != "singan" or not 0 < n < len(self.entry.map_sizes):
             raise UserError(f"--start-scale {n}: needs a SinGAN entry and a scale within 1 .. "
                             f"{max(0, len(self.entry.map_sizes) - 1)} (0 = all scales random)")
-        if n and RECONSTRUCTION not in self.entry.config.files:
-            raise UserError(f"{self.entry.root}: no {RECONSTRUCTION} (exported before --start-scale existed)")
-        self.start_scale = n
-
-    def _fixed_below(self, maps: list[np.ndarray], grid) -> list[np.ndarray]:
         if tuple(grid) != tuple(self.entry.trained_grid):
             raise UserError(f"--start-scale works at the trained size {self.entry.trained_grid[0]}x"
                             f"{self.entry.trained_grid[1]} (the reconstruction noise has that layout)")
+        if RECONSTRUCTION not in self.entry.config.files:
+            raise UserError(f"{self.entry.root}: no {RECONSTRUCTION} (exported before --start-scale existed)")
+        path = safe_member(self.entry.root, RECONSTRUCTION, self.entry.within)
+        if not path.is_file():
+            raise UserError(f"{path}: missing (the entry is incomplete)")
         from safetensors.numpy import load_file
 
-        path = safe_member(self.entry.root, RECONSTRUCTION, self.entry.within)
-        z0 = load_file(str(path)).get("z0")
-        if z0 is None or z0.dtype != np.float32 or z0.shape != (1, *maps[0].shape[1:]):
-            raise UserError(f"{path}: expected z0 float32 {(1, *maps[0].shape[1:])}")
-        fixed = [np.broadcast_to(z0, maps[0].shape)] + [np.zeros_like(m) for m in maps[1:self.start_scale]]
+        try:
+            z0 = load_file(str(path)).get("z0")
+        except Exception as e:   # safetensors' own error types for a damaged file
+            raise UserError(f"{path}: not readable ({str(e).splitlines()[0][:160]})") from None
+        want = (1, self.entry.noise_dim, *self.entry.map_sizes[0])
+        if z0 is None or z0.dtype != np.float32 or z0.shape != want:
+            raise UserError(f"{path}: expected z0 float32 {want}")
+        self.start_scale, self._z_rec = n, z0
+
+    def _fixed_below(self, maps: list[np.ndarray]) -> list[np.ndarray]:
+        fixed = [np.broadcast_to(self._z_rec, maps[0].shape)] + [np.zeros_like(m) for m in maps[1:self.start_scale]]
         return [np.ascontiguousarray(m) for m in fixed] + maps[self.start_scale:]
 
     def run(self, indices: np.ndarray, seed: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:

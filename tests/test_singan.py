@@ -187,8 +187,10 @@ def _samples_of_the_entry_are_the_run_s(run_dir, entry, tmp_path):
     free = np.load(next((tmp_path / "samples1" / "shards").iterdir()))["images"].astype(float)
     assert fixed.std(0).mean() < free.std(0).mean()   # less variation across samples than from scale 0
     assert json.loads((tmp_path / "fixed" / "dataset.json").read_text())["start_scale"] == 1
+    (entry / "reconstruction.safetensors").write_bytes(b"damaged")
     for args, message in ((["--start-scale", "2"], "within 1 .. 1"), (["--start-scale", "1", "--size", "36x60"],
-                                                                          "trained size")):
+                                                                          "trained size"),
+                          (["--start-scale", "1"], "reconstruction.safetensors: not readable")):
         res = CliRunner().invoke(runtime_cli, ["sample", str(entry), "--count", "2", "--out", str(tmp_path / "x"),
                                                "-q", *args])
         assert res.exit_code == 1 and message in res.output and res.output.count("\n") == 1, res.output

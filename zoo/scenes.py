@@ -29,7 +29,9 @@ __all__ = ["DEFAULT_SCENE", "SceneRef", "ResolvedScene", "bundled_scenes", "pars
 DEFAULT_SCENE = "coins"
 # What sampling and `trainer eval` need (the training frames are small: runtime.training_frames); weights and the
 # training state come only on request.
-SAMPLING_FILES = ["config.json", "README.md", "preview.png", "quality.json", *ONNX_FILES.values()]  # exact names
+# exact names; reconstruction.safetensors: SinGAN entries' --start-scale noise (runtime.sampler.RECONSTRUCTION)
+SAMPLING_FILES = ["config.json", "README.md", "preview.png", "quality.json", "reconstruction.safetensors",
+                  *ONNX_FILES.values()]
 TRAINING_FRAMES = ["training/frame-[0-9][0-9][0-9].png", "training/mask-[0-9][0-9][0-9].png"]
 WEIGHT_FILES = ["model.safetensors"]
 CHECKPOINT_FILES = ["checkpoint/*"]
