@@ -114,7 +114,10 @@ def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp
     check_destination(Path(out), overwrite)
     run = Run.open(run_dir)
     if getattr(run.model_config, "arch", "oneshot") == "singan":
-        return export_singan_entry(run, out, precisions=precisions, card=card, training_data=training_data)
+        if probabilities:
+            raise ExportError(f"{run_dir}: --probabilities is not available for SinGAN entries")
+        return export_singan_entry(run, out, precisions=precisions, card=card, training_data=training_data,
+                                   checkpoint=checkpoint)
     G, ckpt = run.ema_generator()
     run_config = run.config
     last = (guard_state(ckpt) or {}).get("last")
@@ -213,9 +216,10 @@ def _finish(stage: Path, out: Path, config: dict, card: dict | None) -> None:
 
 
 def export_singan_entry(run: Run, out: Path, *, precisions: tuple[str, ...], card: dict | None,
-                        training_data: bool) -> dict:
+                        training_data: bool, checkpoint: bool) -> dict:
     """A SinGAN run as an entry: onnx/generator.onnx with one noise input per scale (export.singan_onnx), checked
-    against PyTorch at the trained size and two others, and its int8 variant (no fp16 yet)."""
+    against PyTorch at the trained size and two others, and its int8 variant (no fp16 yet). The pyramid's PyTorch
+    weights travel only in checkpoint/ (`checkpoint`): no sampling backend reads a SinGAN model.safetensors."""
     from .singan_onnx import maps_feed, parity, to_onnx_bytes
 
     out = Path(out)
@@ -260,6 +264,9 @@ def export_singan_entry(run: Run, out: Path, *, precisions: tuple[str, ...], car
             config["files"][ONNX_FILES["int8"]] = {"precision": "int8", "quality_vs_fp32": quality}
         extra = encode_training_frames(frames, masks if cfg.has_masks else None, classes["palette"]) \
             if training_data else {}
+        if checkpoint:
+            extra.update({f"checkpoint/{n}": (run.root / n).read_bytes() for n in ("config.json", "data.safetensors")})
+            extra[f"checkpoint/checkpoints/{ckpt.name}"] = ckpt.read_bytes()
         stats = reference(frames)
         z_rec = load_file(str(ckpt))["z_rec"].numpy()   # what reconstructs the training image: --start-scale
         extra.update({RECONSTRUCTION: save_numpy({"z0": np.ascontiguousarray(z_rec, np.float32)}),

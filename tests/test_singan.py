@@ -144,8 +144,11 @@ def test_trainer_fit_arch_singan(tmp_path):
     res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry), "--precision", "fp16"])
     assert res.exit_code == 1 and "no fp16 yet" in res.output and res.output.count("\n") == 1, res.output
     assert not entry.exists()
-    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry)])   # fp32 and int8
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry), "--probabilities"])
+    assert res.exit_code == 1 and "not available for SinGAN" in res.output, res.output
+    res = CliRunner().invoke(zoo_cli, ["export", str(out), "--out", str(entry), "--checkpoint"])   # fp32 and int8
     assert res.exit_code == 0, res.output
+    assert CliRunner().invoke(main, ["resume", str(entry / "checkpoint"), "-q"]).exit_code == 0   # others resume
     config = json.loads((entry / "config.json").read_text())
     assert config["files"]["onnx/generator.int8.onnx"]["quality_vs_fp32"]["mask_agreement"] >= 0.97
     assert CliRunner().invoke(zoo_cli, ["verify", str(entry)]).exit_code == 0
