@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from runtime.latents import map_sizes
-from trainer.generator import to_uint8
-from trainer.singan import SinGAN
+from trainer.singan import SinGAN, uint8_outputs
 
 from .onnx_export import MAX_BATCH, OPSET, _quiet_exporter, accept_parity, compare, cpu_session
 
@@ -30,7 +29,7 @@ class SinGANGraph(nn.Module):
 
     def forward(self, *noises: torch.Tensor):
         x = self.model(list(noises))
-        image, mask = to_uint8(x[:, :3].clamp(-1, 1), x[:, 3:] if self.num_classes else None)
+        image, mask = uint8_outputs(x, self.num_classes)
         return (image,) if mask is None else (image, mask)
 
 

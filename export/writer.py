@@ -113,7 +113,7 @@ def export_entry(run_dir: Path, out: Path, *, precisions: tuple[str, ...] = ("fp
     continues it). A run whose last health check failed (trainer/health.py) is refused unless `force`."""
     check_destination(Path(out), overwrite)
     run = Run.open(run_dir)
-    if getattr(run.model_config, "arch", "oneshot") == "singan":
+    if run.model_config.arch == "singan":
         if probabilities:
             raise ExportError(f"{run_dir}: --probabilities is not available for SinGAN entries")
         return export_singan_entry(run, out, precisions=precisions, card=card, training_data=training_data,

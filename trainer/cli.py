@@ -186,7 +186,7 @@ def resume(run_dir, iters, guard, max_rollbacks, quiet):
     trainer = _trainer(run_dir, run.model_config, train_cfg, to_float_images(images), masks,
                        config["data"].get("palette") or None)
     start = trainer.restore_latest()
-    if iters is not None and iters < start and run.config["model"].get("arch") != "singan":   # singan: per scale
+    if iters is not None and iters < start and run.model_config.arch != "singan":   # singan: iterations per scale
         raise ConfigError(f"--iters {iters} is below the iteration the run is at ({start}); nothing changed")
     if changes:  # later resumes keep them
         config["train"].update(changes)
@@ -199,7 +199,7 @@ def resume(run_dir, iters, guard, max_rollbacks, quiet):
 
 def _trainer(out: Path, model_cfg, train_cfg: TrainConfig, images, masks, palette):
     """The training loop of the run's architecture."""
-    if getattr(model_cfg, "arch", "oneshot") == "singan":
+    if model_cfg.arch == "singan":
         from .singan_train import SinGANTrainer
 
         return SinGANTrainer(out, model_cfg, train_cfg, images, masks, palette)

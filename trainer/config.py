@@ -92,6 +92,8 @@ class ConfigError(UserError):
 class ModelConfig:
     """Everything needed to rebuild G and D; serialised into config.json."""
 
+    arch = "oneshot"   # not a field: trainer.singan.SinGANConfig says "singan"
+
     height: int  # training resolution = grid * 2^(g_blocks-1)
     width: int
     grid_h: int

@@ -43,7 +43,7 @@ class Material:
 def _sample_run(run: Run, count: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     from .generator import to_uint8
 
-    if getattr(run.model_config, "arch", "oneshot") == "singan":
+    if run.model_config.arch == "singan":
         from .singan import sample_uint8
 
         return sample_uint8(run.singan()[0], np.arange(count), seed)

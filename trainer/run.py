@@ -38,7 +38,7 @@ def model_config(d: dict):
 class Run:
     root: Path
     config: dict
-    model_config: ModelConfig   # or trainer.singan.SinGANConfig (model_config)
+    model_config: ModelConfig   # or trainer.singan.SinGANConfig (model_config); .arch tells which
     train_config: TrainConfig
 
     @classmethod
@@ -98,9 +98,8 @@ class Run:
 
     def ema_generator(self) -> tuple[Generator, Path]:
         """The EMA generator of the newest checkpoint that loads, in eval mode, and that checkpoint's path."""
-        if getattr(self.model_config, "arch", "oneshot") == "singan":
-            raise UserError(f"{self.root}: a SinGAN run; exporting SinGAN runs to entries is not built yet "
-                            "(trainer fit, resume and eval work on them)")
+        if self.model_config.arch == "singan":   # callers branch to singan() first; this names the mistake
+            raise UserError(f"{self.root}: a SinGAN run has no EMA generator (Run.singan() loads its pyramid)")
         ckpts = self.checkpoints()
         if not ckpts:
             raise UserError(f"{self.root}: no checkpoint yet (checkpoints/ckpt-*.safetensors)")

@@ -168,6 +168,14 @@ def from_channels(x: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torc
     return images, (x[:, 3:].argmax(1) if num_classes else None)
 
 
+def uint8_outputs(x: torch.Tensor, num_classes: int):
+    """The sampled output format of every entry (trainer.generator.to_uint8): image (N, H, W, 3) uint8 and the
+    class channels' argmax as (N, H, W) uint8, or None without masks."""
+    from .generator import to_uint8
+
+    return to_uint8(x[:, :3].clamp(-1, 1), x[:, 3:] if num_classes else None)
+
+
 def real_pyramid(real: torch.Tensor, sizes, num_classes: int) -> list[torch.Tensor]:
     """The training image (and mask) at every scale, in the channel layout of to_channels."""
     images, rest = real[:, :3], real[:, 3:]
@@ -192,15 +200,13 @@ def sample_uint8(model: SinGAN, indices, seed: int, *, batch: int = 8):
 
     from runtime.latents import latent_maps
 
-    from .generator import to_uint8
-
     model = model.eval()
     shapes = [(model.cfg.channels, h, w) for h, w in model.cfg.sizes]
     images, masks = [], []
     indices = np.asarray(indices, np.int64)
     for part in np.array_split(indices, max(1, -(-len(indices) // batch))):
         x = model([torch.from_numpy(z) for z in latent_maps(seed, part, shapes)])
-        img, mask = to_uint8(x[:, :3].clamp(-1, 1), x[:, 3:] if model.cfg.num_classes else None)
+        img, mask = uint8_outputs(x, model.cfg.num_classes)
         images.append(img.numpy())
         masks.append(None if mask is None else mask.numpy())
     return np.concatenate(images), None if masks[0] is None else np.concatenate(masks)

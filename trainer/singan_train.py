@@ -31,7 +31,7 @@ from .checkpoint import (_optimizer_state, _optimizer_tensors, _prefixed, _rotat
 from .config import TrainConfig
 from .losses import reconstruction, wgan_gp_discriminator
 from .preview import preview_grid
-from .singan import ScaleDiscriminator, SinGAN, SinGANConfig, from_channels, real_pyramid, resize, to_channels
+from .singan import ScaleDiscriminator, SinGAN, SinGANConfig, real_pyramid, resize, to_channels, uint8_outputs
 
 CHECKPOINT_FORMAT = "oneshot-gan-singan-checkpoint/1"
 D_STEPS = G_STEPS = 3
@@ -177,9 +177,8 @@ class SinGANTrainer:
         self.model.gens[upto].eval()
         x = self.model(self.preview_noise, upto=upto)
         self.model.gens[upto].train(was)
-        images, masks = from_channels(x, self.cfg.num_classes)
-        u8 = ((images.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-        return u8, None if masks is None else masks.cpu().numpy().astype(np.uint8)
+        images, masks = uint8_outputs(x, self.cfg.num_classes)
+        return images.cpu().numpy(), None if masks is None else masks.cpu().numpy()
 
     def write_preview(self) -> None:
         images, masks = self.samples(self.scale)
