@@ -88,8 +88,8 @@ def sample(scene, count, out, seed, start_index, batch_size, grid, size, start_s
         sampler.scene = found
     if not use_ray and (address or actors or gpus_per_actor is not None):
         raise UserError("--address, --actors and --gpus-per-actor go with --ray")
-    if use_ray and (drop_worst or start_scale):
-        raise UserError("--drop-worst and --start-scale are not available with --ray")
+    if use_ray and drop_worst:
+        raise UserError("--drop-worst is not available with --ray")
     sampler.set_start_scale(start_scale, g)
     job = dict(scene=sampler.scene.ref.label, count=count, seed=seed, start=start_index, grid=g, batch_size=batch_size,
                compress_level=png_compression, mask_preview=mask_preview, resume=resume, overwrite=overwrite,

@@ -25,18 +25,20 @@ from zoo.errors import UserError
 from zoo.ray_session import connect
 
 from .job import SHARD_SIZE, finish_job, start_job, todo_blocks, write_unit
-from .sampler import Sampler, find_scene
+from .sampler import RECONSTRUCTION, Sampler, find_scene
 from .writer import complete_indices, flat_palette
 
 __all__ = ["sample_dataset", "sample_to_folder_on_ray", "connect"]   # connect: zoo.ray_session's
 
 
-def _payload(entry: Entry, precision: str) -> dict[str, bytes]:
-    """What an actor needs to sample: config.json and the precision's ONNX (both checked on the driver)."""
-    return {name: (entry.root / name).read_bytes() for name in ("config.json", ONNX_FILES[precision])}
+def _payload(entry: Entry, precision: str, start_scale: int = 0) -> dict[str, bytes]:
+    """What an actor needs to sample: config.json and the precision's ONNX (both checked on the driver), and
+    for --start-scale the reconstruction noise."""
+    names = ("config.json", ONNX_FILES[precision], *([RECONSTRUCTION] if start_scale else []))
+    return {name: (entry.root / name).read_bytes() for name in names}
 
 
-def _open(payload, precision: str, device: str = "cpu") -> Sampler:
+def _open(payload, precision: str, device: str = "cpu", *, start_scale: int = 0, grid=None) -> Sampler:
     import ray
 
     if isinstance(payload, ray.ObjectRef):   # constructor arguments arrive unresolved
@@ -47,14 +49,18 @@ def _open(payload, precision: str, device: str = "cpu") -> Sampler:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(data)
         # checks the ONNX against config.json again; one thread: one actor per CPU
-        return Sampler(Entry.load(root), precision, device=device, threads=1 if device == "cpu" else None)
+        sampler = Sampler(Entry.load(root), precision, device=device, threads=1 if device == "cpu" else None)
+        sampler.set_start_scale(start_scale, grid)
+        return sampler
 
 
 class _Sample:
     """Actor: one sampler, loaded once; rows of [lo, hi) index ranges in, one row per sample out."""
 
-    def __init__(self, payload, precision: str, seed: int, grid: tuple[int, int], device: str = "cpu"):
-        self.sampler, self.seed, self.grid = _open(payload, precision, device), seed, tuple(grid)
+    def __init__(self, payload, precision: str, seed: int, grid: tuple[int, int], device: str = "cpu",
+                 start_scale: int = 0):
+        self.sampler = _open(payload, precision, device, start_scale=start_scale, grid=grid)
+        self.seed, self.grid = seed, tuple(grid)
 
     def __call__(self, batch: dict) -> dict:
         idx = np.concatenate([np.arange(int(lo), int(hi), dtype=np.int64) for lo, hi in zip(batch["lo"], batch["hi"])])
@@ -64,11 +70,12 @@ class _Sample:
 
 def sample_dataset(scene: str, count: int, *, seed: int = 0, start: int = 0, grid: tuple[int, int] | None = None,
                    precision: str = "fp32", actors: int | None = None, batch_size: int = 16, index: str | None = None,
-                   hub=None, device: str = "cpu", gpus_per_actor: float | None = None):
+                   hub=None, device: str = "cpu", gpus_per_actor: float | None = None, start_scale: int = 0):
     """A ray.data.Dataset of samples start .. start+count-1 with columns index, image (H, W, 3 uint8) and mask
     (H, W uint8 class ids; absent for models without masks), batch_size samples per actor call, on `device`
-    ("cuda": onnxruntime's CUDA provider, one GPU per actor unless gpus_per_actor says otherwise). Connects to
-    Ray first if needed. The rows are index ranges made on the driver (no read tasks: actors may hold every CPU)."""
+    ("cuda": onnxruntime's CUDA provider, one GPU per actor unless gpus_per_actor says otherwise); start_scale:
+    SinGAN entries' --start-scale. Connects to Ray first if needed. The rows are index ranges made on the driver
+    (no read tasks: actors may hold every CPU)."""
     import ray
     import ray.data
 
@@ -78,11 +85,12 @@ def sample_dataset(scene: str, count: int, *, seed: int = 0, start: int = 0, gri
     found = find_scene(scene, index, hub)
     sampler = Sampler(found.entry, precision, threads=1)
     grid = sampler.grid_for(grid)
-    payload = ray.put(_payload(found.entry, precision))
+    sampler.set_start_scale(start_scale, grid)   # checked here, once, before any actor starts
+    payload = ray.put(_payload(found.entry, precision, start_scale))
     units = [{"lo": lo, "hi": min(lo + batch_size, start + count)} for lo in range(start, start + count, batch_size)]
     return ray.data.from_items(units, override_num_blocks=min(len(units), 4096)).map_batches(
         _Sample, fn_constructor_kwargs={"payload": payload, "precision": precision, "seed": seed, "grid": grid,
-                                        "device": device},
+                                        "device": device, "start_scale": start_scale},
         batch_size=1, batch_format="numpy", num_cpus=1, num_gpus=_gpus(gpus_per_actor, device),
         compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
 
@@ -109,8 +117,8 @@ class _Write:
     """Actor: samples one work unit (a run of indices, or one shard's) and writes it with the local job's writers."""
 
     def __init__(self, payload, precision: str, device: str, seed: int, grid, out: str, fmt: str,
-                 compress_level: int, mask_preview: bool):
-        self.sampler = _open(payload, precision, device)
+                 compress_level: int, mask_preview: bool, start_scale: int = 0):
+        self.sampler = _open(payload, precision, device, start_scale=start_scale, grid=grid)
         self.seed, self.grid, self.out, self.fmt = seed, tuple(grid), out, fmt
         self.compress_level, self.mask_preview = compress_level, mask_preview
         entry = self.sampler.entry
@@ -168,14 +176,15 @@ def sample_to_folder_on_ray(sampler: Sampler, out: str | Path, *, scene: str, co
         t0 = time.perf_counter()
         written = 0
         if units:
-            payload = ray.put(_payload(sampler.entry, sampler.precision))
+            payload = ray.put(_payload(sampler.entry, sampler.precision, sampler.start_scale))
             # one block per unit (up to 4096): every actor gets work, and a killed actor loses one unit
             ds = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in units],
                                      override_num_blocks=min(len(units), 4096))
             ds = ds.map_batches(_Write, fn_constructor_kwargs={
                 "payload": payload, "precision": sampler.precision, "device": sampler.device, "seed": seed,
                 "grid": job.grid, "out": job.out.location,
-                "fmt": fmt, "compress_level": compress_level, "mask_preview": mask_preview},
+                "fmt": fmt, "compress_level": compress_level, "mask_preview": mask_preview,
+                "start_scale": sampler.start_scale},
                 batch_size=1, batch_format="numpy", num_cpus=1, num_gpus=_gpus(gpus_per_actor, sampler.device),
                 compute=ray.data.ActorPoolStrategy(size=actors or _cluster_cpus()))
             with tqdm(total=count, initial=len(job.done), unit="sample", disable=quiet, dynamic_ncols=True,

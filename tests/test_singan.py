@@ -113,7 +113,8 @@ def test_resume_in_the_middle_of_a_scale_is_exact(tmp_path, monkeypatch):
     assert float(resumed.model.noise_amp[1]) > 0
 
 
-def test_trainer_fit_arch_singan(tmp_path):
+def tiny_singan_run(tmp_path):
+    """`trainer fit --arch singan` on a 30x40 two-class scene, 2 iterations per scale (2 scales): the run folder."""
     from trainer.cli import main
 
     rng = np.random.default_rng(1)
@@ -126,6 +127,13 @@ def test_trainer_fit_arch_singan(tmp_path):
             "--iters", "2", "--device", "cpu", "--out", str(out), "-q"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
+    return out
+
+
+def test_trainer_fit_arch_singan(tmp_path):
+    from trainer.cli import main
+
+    out = tiny_singan_run(tmp_path)
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["arch"] == "singan" and config["model"]["num_classes"] == 2
     assert config["model"]["sizes"][-1] == [30, 40]
