@@ -42,6 +42,7 @@ def manifest(tmp_path, scenes, **top):
     ("scenes:\n- {name: a, image: x.png, train: {out: elsewhere}}", "--out is set by zoo build"),
     ("scenes:\n- {name: a, image: x.png, train: {seed: [1]}}", "seed must be a string, number or boolean"),
     ("scenes:\n- {name: a, image: x.png, train: {seed: --overwrite}}", "seed must be a string, number or boolean"),
+    ("defaults: {width: null}\nscenes:\n- {name: a, image: x.png}", "width must be a string, number or boolean"),
     ("eval: {steps: 3}\nscenes:\n- {name: a, image: x.png}", "eval: unknown option(s) ['steps']"),
     ("precisions: [fp64]\nscenes:\n- {name: a, image: x.png}", "precisions must be a list from"),
     ("scenes: [", "not valid YAML"),
@@ -116,3 +117,19 @@ def test_build_trains_evaluates_exports_pushes_skips_and_resumes(hub, tmp_path, 
     assert index["scenes"]["field"]["path"] == "field"
     res = CliRunner().invoke(zoo_cli, ["verify", "field", "--index", str(out / "index.json")])
     assert res.exit_code == 0, res.output
+
+
+def test_a_singan_scene_builds_beside_one_shot_defaults(tmp_path):
+    """A scene's train can drop a default (null) that --arch singan does not take; the entry is a SinGAN one."""
+    write_scene(tmp_path / "field")
+    path = manifest(tmp_path, [{"name": "field-singan", "image": "field/scene.png", "mask": "field/mask.png",
+                                "train": {"arch": "singan", "width": None, "batch-size": None, "iters": 2,
+                                          "max-size": 48}}],
+                    precisions=["fp32", "int8"])
+    out = tmp_path / "entries"
+    res = CliRunner().invoke(zoo_cli, ["build", str(path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "field-singan" / "config.json").read_text())
+    assert config["model"]["arch"] == "singan" and "onnx/generator.int8.onnx" in config["files"]
+    assert "## Evaluation" in (out / "field-singan" / "README.md").read_text()
+    assert CliRunner().invoke(zoo_cli, ["verify", "field-singan", "--index", str(out / "index.json")]).exit_code == 0

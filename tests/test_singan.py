@@ -134,6 +134,13 @@ def test_trainer_fit_arch_singan(tmp_path):
     from trainer.cli import main
 
     out = tiny_singan_run(tmp_path)
+    base = ["fit", str(tmp_path / "scene.png"), "--arch", "singan", "--out", str(tmp_path / "x"), "-q"]
+    for args, message in ((["--batch-size", "4", "--width", "0.5"], "--batch-size, --width: not options of --arch"),
+                          (["--no-guard"], "--guard: not options of --arch singan"),
+                          (["--precision", "bf16"], "trains in fp32")):
+        res = CliRunner().invoke(main, base + args)
+        assert res.exit_code == 1 and message in res.output and res.output.count("\n") == 1, res.output
+    assert not (tmp_path / "x").exists()
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["arch"] == "singan" and config["model"]["num_classes"] == 2
     assert config["model"]["sizes"][-1] == [30, 40]

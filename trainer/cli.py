@@ -60,6 +60,22 @@ def _per_device(key: str, fmt=str) -> str:
     return f"[CPU {fmt(RECIPES[True][key])}, GPU {fmt(RECIPES[False][key])}]"
 
 
+# fit's options that only the one-shot GAN reads: with --arch singan, naming one is an error, not a no-op
+ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "presence_floor", "presence_floor_from",
+                "lambda_dr", "ema_decay", "bernoulli_warmup", "check_every", "guard", "max_rollbacks")
+
+
+def _singan_options(precision: str) -> None:
+    ctx = click.get_current_context()
+    given = [p.opts[0] for p in ctx.command.params
+             if p.name in ONESHOT_ONLY and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not options of --arch singan (the paper's widths, batch 1, "
+                          "WGAN-GP; see trainer fit --help)")
+    if precision != "fp32":
+        raise ConfigError("--arch singan trains in fp32 (no --precision bf16)")
+
+
 @main.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--mask", type=click.Path(path_type=Path), help="Mask image, or folder of masks matched by file stem.")
@@ -81,6 +97,8 @@ def _per_device(key: str, fmt=str) -> str:
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")
+@click.option("--presence-floor-from", type=click.FloatRange(0, 1, max_open=True), default=_T.presence_floor_from,
+              show_default=True, help="The fraction of the run after which --presence-floor applies.")
 @click.option("--lambda-dr", type=click.FloatRange(0), default=_T.lambda_dr, show_default=True)
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"EMA decay of G [{REFERENCE_EMA}, horizon scaled to iters/{REFERENCE_ITERS:,} for shorter runs].")
@@ -123,8 +141,8 @@ def fit(source, mask, classes_file, out, max_size, width_mult, lr, no_masks, arc
 
     # options without a default take the device's recipe; the others are TrainConfig fields with its defaults
     recipe = SINGAN_RECIPE if arch == "singan" else RECIPES[pick_device(train["device"]).type == "cpu"]
-    if arch == "singan" and (width_mult is not None or train["precision"] != "fp32"):
-        raise ConfigError("--arch singan has the paper's widths and trains in fp32 (no --width, --precision)")
+    if arch == "singan":
+        _singan_options(train["precision"])
     max_size = recipe["max_size"] if max_size is None else max_size
     width_mult = recipe["width"] if width_mult is None else width_mult
     lr = recipe["lr"] if lr is None else lr

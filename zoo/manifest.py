@@ -15,9 +15,12 @@
         title: Balloons over a meadow          # optional
         training_data: false                   # optional: leave the frames out of the entry (private images)
         train: {seed: 1, max-size: 112}       # optional: trainer fit options, over the defaults
+      - name: valley-singan
+        image: valley/image.png
+        train: {arch: singan, width: null}     # null: leave out a default (SinGAN takes no --width)
 
 Trainer options are `trainer fit`'s long options without the dashes; values are strings, numbers or booleans
-(true = the flag). Everything is checked here, before any scene starts, so a typo fails in a second, not after
+(true = the flag); in a scene's train, null drops an option of the defaults. Everything is checked here, before any scene starts, so a typo fails in a second, not after
 an hour of training.
 """
 
@@ -140,7 +143,8 @@ def _scene(path: Path, i: int, item, defaults: dict) -> SceneSpec:
     for key in ("license", "image_license", "source", "title"):
         _need(item.get(key) is None or isinstance(item[key], str), where, f"{key} must be a string")
     _need(isinstance(item.get("training_data", True), bool), where, "training_data must be true or false")
-    train = {**defaults, **_option_map(item.get("train", {}), where, "train")}
+    train = {**defaults, **_option_map(item.get("train", {}), where, "train", drop=True)}
+    train = {k: v for k, v in train.items() if v is not None}
     return SceneSpec(name=name, source=_path(path, item[given[0]], where, given[0]),
                      mask=_path(path, item["mask"], where, "mask") if item.get("mask") is not None else None,
                      classes=_path(path, item["classes"], where, "classes") if item.get("classes") is not None else None,
@@ -156,13 +160,15 @@ def _path(manifest: Path, value, where: str, key: str) -> Path:
     return (p if p.is_absolute() else manifest.parent / p).resolve()
 
 
-def _option_map(value, where, what: str) -> dict:
+def _option_map(value, where, what: str, *, drop: bool = False) -> dict:
+    """drop: None is allowed and means "not this option" (a scene leaving out one of the defaults)."""
     _need(isinstance(value, dict), where, f"{what} must be a mapping of option: value")
     for key, v in value.items():
         _need(isinstance(key, str) and bool(OPTION.match(key)), where, f"{what}: {key!r} is not an option name")
         _need(key not in RESERVED, where, f"{what}: --{key} is set by zoo build")
-        _need(isinstance(v, (str, int, float, bool)) and not (isinstance(v, str) and v.startswith("-")), where,
-              f"{what}: {key} must be a string, number or boolean")
+        _need((drop and v is None) or (isinstance(v, (str, int, float, bool))
+                                       and not (isinstance(v, str) and v.startswith("-"))), where,
+              f"{what}: {key} must be a string, number or boolean{' (or null)' if drop else ''}")
     return dict(value)
 
 
