@@ -22,13 +22,16 @@ MIN_SIDE = 4   # px of a noise map at the export's symbolic sizes (a 3x3 conv pa
 
 
 class SinGANGraph(nn.Module):
-    def __init__(self, model: SinGAN):
+    """dtype: weights and arithmetic inside (fp16 for GPUs); the noise maps come in as float32 and the uint8
+    conversion runs in float32."""
+
+    def __init__(self, model: SinGAN, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.num_classes = model.cfg.num_classes
+        self.model = copy.deepcopy(model).eval().requires_grad_(False).to(dtype)
+        self.num_classes, self.dtype = model.cfg.num_classes, dtype
 
     def forward(self, *noises: torch.Tensor):
-        x = self.model(list(noises))
+        x = self.model([z.to(self.dtype) for z in noises]).float()
         image, mask = uint8_outputs(x, self.num_classes)
         return (image,) if mask is None else (image, mask)
 
@@ -43,7 +46,8 @@ def input_names(model: SinGAN) -> list[str]:
     return [f"z{n}" for n in range(len(model.cfg.sizes))]
 
 
-def to_onnx_bytes(model: SinGAN) -> bytes:
+def to_onnx_bytes(model: SinGAN, half: bool = False) -> bytes:
+    """half: the fp16 variant for GPUs (float32 noise in, uint8 out)."""
     cfg = model.cfg
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     examples = tuple(torch.randn(2, cfg.channels, h + 1, w + 1) for h, w in cfg.sizes)
@@ -52,7 +56,8 @@ def to_onnx_bytes(model: SinGAN) -> bytes:
     outputs = ["image", "mask"] if cfg.has_masks else ["image"]
     with warnings.catch_warnings(), _quiet_exporter():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(SinGANGraph(model), examples, dynamo=True, opset_version=OPSET,
+        graph = SinGANGraph(model, torch.float16 if half else torch.float32)
+        program = torch.onnx.export(graph, examples, dynamo=True, opset_version=OPSET,
                                     input_names=input_names(model), output_names=outputs, dynamic_shapes=(dims,),
                                     external_data=False, verbose=False)
     proto = program.model_proto

@@ -218,13 +218,11 @@ def _finish(stage: Path, out: Path, config: dict, card: dict | None) -> None:
 def export_singan_entry(run: Run, out: Path, *, precisions: tuple[str, ...], card: dict | None,
                         training_data: bool, checkpoint: bool) -> dict:
     """A SinGAN run as an entry: onnx/generator.onnx with one noise input per scale (export.singan_onnx), checked
-    against PyTorch at the trained size and two others, and its int8 variant (no fp16 yet). The pyramid's PyTorch
+    against PyTorch at the trained size and two others, and its int8 and fp16 variants. The pyramid's PyTorch
     weights travel only in checkpoint/ (`checkpoint`): no sampling backend reads a SinGAN model.safetensors."""
     from .singan_onnx import maps_feed, parity, to_onnx_bytes
 
     out = Path(out)
-    if "fp16" in precisions:
-        raise ExportError(f"{run.root}: SinGAN entries are exported in fp32 and int8 (no fp16 yet)")
     model, ckpt = run.singan()
     cfg = model.cfg
     data = run.config.get("data", {})
@@ -262,6 +260,12 @@ def export_singan_entry(run: Run, out: Path, *, precisions: tuple[str, ...], car
                                          has_masks=cfg.has_masks)
             (stage / ONNX_FILES["int8"]).write_bytes(data)
             config["files"][ONNX_FILES["int8"]] = {"precision": "int8", "quality_vs_fp32": quality}
+        if "fp16" in precisions:
+            data = to_onnx_bytes(model, half=True)
+            check_model(data, str(out / ONNX_FILES["fp16"]))
+            (stage / ONNX_FILES["fp16"]).write_bytes(data)
+            quality = measure(onnx_data, data, maps_feed(cfg)).as_dict()
+            config["files"][ONNX_FILES["fp16"]] = {"precision": "fp16", "quality_vs_fp32": quality}
         extra = encode_training_frames(frames, masks if cfg.has_masks else None, classes["palette"]) \
             if training_data else {}
         if checkpoint:
