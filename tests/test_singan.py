@@ -145,6 +145,8 @@ def test_trainer_fit_arch_singan(tmp_path):
     assert config["model"]["arch"] == "singan" and config["model"]["num_classes"] == 2
     assert config["model"]["sizes"][-1] == [30, 40]
     assert (out / "preview.png").is_file() and len(list((out / "previews").iterdir())) == 2
+    res = CliRunner().invoke(main, ["resume", str(out), "--no-guard", "-q"])
+    assert res.exit_code == 1 and "has no collapse guard" in res.output, res.output
     res = CliRunner().invoke(main, ["resume", str(out), "--iters", "3", "-q"])
     assert res.exit_code == 0, res.output
     last = json.loads((out / "losses.jsonl").read_text().splitlines()[-1])

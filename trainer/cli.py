@@ -197,6 +197,8 @@ def resume(run_dir, iters, guard, max_rollbacks, quiet):
     from .train import to_float_images
 
     run = Run.open(run_dir)
+    if run.model_config.arch == "singan" and (guard is not None or max_rollbacks is not None):
+        raise ConfigError(f"{run_dir}: a SinGAN run has no collapse guard (--guard, --max-rollbacks)")
     images, masks = run.frames()
     config = run.config
     changes = {k: v for k, v in (("iters", iters), ("guard", guard), ("max_rollbacks", max_rollbacks)) if v is not None}
