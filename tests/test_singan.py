@@ -44,16 +44,16 @@ def test_describe_lists_the_scales():
 
 
 def test_wgan_gp_and_reconstruction_on_hand_made_tensors():
-    class Linear(torch.nn.Module):   # D(x) = 2 * x per patch: mean score 2 * mean(x), gradient 2 / numel
+    class Linear(torch.nn.Module):   # one patch score per pixel: the sum of 2 x over the 2 channels
         def forward(self, x):
-            return 2 * x
+            return 2 * x.sum(1, keepdim=True)
 
-    real, fake = torch.full((1, 1, 2, 2), 0.5), torch.full((1, 1, 2, 2), -0.5)
+    real, fake = torch.full((1, 2, 2, 2), 0.5), torch.full((1, 2, 2, 2), -0.5)
     loss, stats = wgan_gp_discriminator(Linear(), real, fake, 0.1)
-    grad_norm = 2 / 4 * 2   # |d mean(2x) / dx| over 4 pixels: 0.5 each, norm 1.0
-    assert stats["D_real"] == pytest.approx(1.0) and stats["D_fake"] == pytest.approx(-1.0)
+    grad_norm = (2 ** 2 + 2 ** 2) ** 0.5   # d sum / d x = 2 for both channels of each pixel: norm sqrt(8)
+    assert stats["D_real"] == pytest.approx(2.0) and stats["D_fake"] == pytest.approx(-2.0)
     assert stats["GP"] == pytest.approx((grad_norm - 1) ** 2)
-    assert float(loss) == pytest.approx(-1.0 - 1.0 + 0.1 * (grad_norm - 1) ** 2)
+    assert float(loss) == pytest.approx(-2.0 - 2.0 + 0.1 * (grad_norm - 1) ** 2)
     assert float(reconstruction(torch.ones(1, 3, 2, 2), torch.zeros(1, 3, 2, 2))) == pytest.approx(1.0)
 
 
