@@ -61,8 +61,8 @@ def _per_device(key: str, fmt=str) -> str:
 
 
 # fit's options that only the one-shot GAN reads: with --arch singan, naming one is an error, not a no-op
-ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "presence_floor", "presence_floor_from",
-                "lambda_dr", "ema_decay", "bernoulli_warmup", "check_every", "guard", "max_rollbacks")
+ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "presence_floor", "lambda_dr", "ema_decay",
+                "bernoulli_warmup", "check_every", "guard", "max_rollbacks")
 
 
 def _singan_options(precision: str) -> None:
@@ -97,8 +97,6 @@ def _singan_options(precision: str) -> None:
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")
-@click.option("--presence-floor-from", type=click.FloatRange(0, 1, max_open=True), default=_T.presence_floor_from,
-              show_default=True, help="The fraction of the run after which --presence-floor applies.")
 @click.option("--lambda-dr", type=click.FloatRange(0), default=_T.lambda_dr, show_default=True)
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"EMA decay of G [{REFERENCE_EMA}, horizon scaled to iters/{REFERENCE_ITERS:,} for shorter runs].")

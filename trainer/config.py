@@ -65,7 +65,6 @@ class TrainConfig:
     # Issue 11 (docs/robustness/experiments.md), none of them in the reference:
     lambda_freq: float = 1.0  # class-frequency prior: TV of the fake batch's hard class shares vs the training's
     presence_floor: float = 0.0  # each fake sample draws >= this x each rare class's smallest share in a frame
-    presence_floor_from: float = 0.0  # ...from this fraction of the run on (0: from the start)
     ceiling: float = 4.0  # activation bounds (generator.activation_bounds): |block output| above this is penalised
     floor: float = 0.3  # ...and a latent-dependent share of it below this; 0 and 0 turn them off
     mask_resize: str = "area"  # the MCA mask at the feature resolution: "area" (class fractions) or "nearest"

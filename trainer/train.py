@@ -130,7 +130,7 @@ class Trainer:
             freq = zero
             if mc.has_masks:
                 freq = class_frequency_prior(out.mask_logits, self.class_share)
-                if tc.presence_floor > 0 and self.iteration >= tc.presence_floor_from * tc.iters:
+                if tc.presence_floor > 0:
                     freq = freq + class_presence_floor(out.mask_logits, self.class_floor)
             penalty = out.bounds if out.bounds is not None else zero
             loss_g = loss_adv + tc.lambda_freq * freq + penalty
