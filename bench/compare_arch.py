@@ -45,8 +45,7 @@ def train(arch: str, a, options: str) -> dict:
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)   # the child's own CPU time: fair under any load
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
+        if os.waitstatus_to_exitcode(status) != 0:
             err.seek(0)
             last = (err.read().decode(errors="replace").strip().splitlines() or ["?"])[-1]
             raise SystemExit(f"{arch}: trainer fit failed: {last}")

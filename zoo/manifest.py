@@ -20,8 +20,8 @@
         train: {arch: singan, width: null}     # null: leave out a default (SinGAN takes no --width)
 
 Trainer options are `trainer fit`'s long options without the dashes; values are strings, numbers or booleans
-(true = the flag); in a scene's train, null drops an option of the defaults. Everything is checked here, before any scene starts, so a typo fails in a second, not after
-an hour of training.
+(true = the flag); in a scene's train, null drops an option of the defaults. Everything is checked here, before
+any scene starts, so a typo fails in a second, not after an hour of training.
 """
 
 from __future__ import annotations
