@@ -1,7 +1,8 @@
 """`runtime bench`: throughput measured side by side, each measurement in its own process.
 
 - peak: fp32 GEMM (2048^3 MatMul) through onnxruntime, the machine's practical fp32 peak;
-- model-only: onnxruntime fp32 and int8 (and fp16 when present), images/s at the auto batch size;
+- model-only: onnxruntime fp32 and int8 (and fp16 when present), images/s at the auto batch size, batches
+  computed as `runtime sample` computes them (Sampler.iter_batches);
 - torch, torch_bf16: the torch backend on the CPU in fp32 and bf16 (registered by the exporter:
   export.backends) when torch and the entry's model.safetensors are available;
 - end-to-end: `runtime sample` into a temp folder, PNG images and palette masks written.
@@ -16,11 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 
 MATMUL = Path(__file__).with_name("assets") / "matmul.onnx"
+MODEL_BATCHES = 8   # batches per timed repetition of the model-only rates
 
 
 def _median_rate(fn, items: int, reps: int, warmup_s: float = 1.5) -> float:
@@ -52,16 +55,17 @@ def measure(kind: str, scene: str, reps: int) -> dict:
         return {"samples_per_s": _torch_rate(entry, reps, "bf16" if kind == "torch_bf16" else "fp32")}
     if kind == "end_to_end":
         sampler = Sampler(entry)
-        # long enough that starting the encoding processes (~1 s) does not weigh on the rate
-        count = max(160, 16 * auto_batch(sampler.output_size(entry.trained_grid)))
+        # long enough (10-20 s) that starting the encoding processes (~1 s of CPU) weighs little on the rate
+        count = max(512, 64 * auto_batch(sampler.output_size(entry.trained_grid)))
         with tempfile.TemporaryDirectory() as tmp:
             sample_to_folder(sampler, Path(tmp) / "w", scene=scene, count=min(16, count), quiet=True, argv=[])  # warm-up
             s = sample_to_folder(sampler, Path(tmp) / "o", scene=scene, count=count, quiet=True, argv=[])
         return {"samples_per_s": s["samples_per_s"], "count": count}
     sampler = Sampler(entry, precision=kind)
     b = auto_batch(sampler.output_size(entry.trained_grid))
-    idx = np.arange(b)
-    return {"samples_per_s": _median_rate(lambda: sampler.run(idx, 0, entry.trained_grid), b, reps), "batch": b}
+    # as `runtime sample` drives the model (iter_batches, batches in flight), without the encoding
+    batches = lambda: deque(sampler.iter_batches(0, MODEL_BATCHES * b, batch_size=b), maxlen=0)  # noqa: E731
+    return {"samples_per_s": _median_rate(batches, MODEL_BATCHES * b, reps), "batch": b}
 
 
 def _torch_rate(entry, reps: int, precision: str) -> float | None:

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import errno
 import json
-import multiprocessing
 import os
-import signal
 import sys
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,11 +21,11 @@ from zoo.errors import UserError
 from zoo.quality import SCORE, Scorer, drop_threshold
 from zoo.versions import versions
 
+from .encoders import encoder_pool, write_unit
 from .latents import MAX_INDEX, MAX_SEED
-from .output import Output, output_of
+from .output import Output
 from .sampler import Sampler
-from .webdataset import shard_bytes
-from .writer import SHARD_EXT, complete_indices, encode_batch, flat_palette, npz_bytes, shard_name, write_metadata
+from .writer import complete_indices, flat_palette, write_metadata
 
 __all__ = ["sample_to_folder", "Interrupted", "SETTINGS"]
 
@@ -223,53 +220,9 @@ def sample_to_folder(sampler: Sampler, out: str | Path, *, scene: str, count: in
             "batch_size": batch_size, "workers": workers, **{k: info[k] for k in ("grid", "size", "precision", "seed")}}
 
 
-def write_unit(out: str, fmt: str, indices, images, masks, palette: list[int], compress_level: int,
-               mask_preview: bool) -> list[int]:
-    """Runs in an encoder (or a Ray actor): one unit of the output, a batch of PNG pairs or one whole shard, each
-    file landing whole; returns its indices. The local and the Ray jobs both write through here."""
-    output = output_of(out)
-    if fmt == "png":
-        return encode_batch(str(output.path), indices, images, masks, palette, compress_level, mask_preview)
-    data = (shard_bytes(indices, images, masks, palette, compress_level) if fmt == "webdataset" else
-            npz_bytes(indices, images, masks))
-    output.write(f"shards/{shard_name(indices)}{SHARD_EXT[fmt]}", data)
-    return [int(i) for i in indices]
-
-
 def _stop(pool) -> None:
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def encoder_pool(workers: int) -> ProcessPoolExecutor:
-    """The encoder processes, all started now, with SIGINT ignored. A terminal's Ctrl-C goes to the whole process
-    group and this process stops the pool itself; an encoder that saw it printed a KeyboardInterrupt traceback,
-    even while still importing. SIG_IGN set before the fork survives the exec, and Python then installs no
-    KeyboardInterrupt handler, so the encoders never see it. (A Ctrl-C in the few milliseconds of the forks is
-    lost: press it again.)"""
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=watch_parent, initargs=(os.getpid(),))
-    if threading.current_thread() is not threading.main_thread():   # signal.signal works only there
-        return pool
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        for _ in range(workers):   # each submit starts one more process while none is idle
-            pool.submit(int)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return pool
-
-
-def watch_parent(parent: int, every: float = 0.5) -> None:
-    """Runs in each encoder process: exit as soon as the parent is gone. After a kill -9 (or the OOM killer)
-    of `runtime sample`, encoders otherwise lived on for minutes, holding the caller's stdout pipe open."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # already so when started by encoder_pool; kept for any other
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(every)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
 def quality_scorer(sampler: Sampler) -> Scorer:

@@ -24,7 +24,8 @@ from zoo.entry_config import ONNX_FILES
 from zoo.errors import UserError
 from zoo.ray_session import connect
 
-from .job import SHARD_SIZE, finish_job, start_job, todo_blocks, write_unit
+from .encoders import write_unit
+from .job import SHARD_SIZE, finish_job, start_job, todo_blocks
 from .sampler import RECONSTRUCTION, Sampler, find_scene
 from .writer import complete_indices, flat_palette
 

@@ -26,8 +26,9 @@ NAME = "{:09d}.png"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Samples are many small files: no fsync (a resumed job rebuilds its list from the files that are whole)."""
-    files.atomic_write(path, data, durable=False)
+    """Samples are many small files: no fsync (a resumed job rebuilds its list from the files that are whole), and
+    one job writes each name (zoo.files.write_whole)."""
+    files.write_whole(path, data)
 
 
 def png_bytes(img: Image.Image, compress_level: int) -> bytes:

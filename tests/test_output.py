@@ -41,6 +41,7 @@ def _without_command(files):
 def test_shards_at_a_uri_are_the_local_job_s_bytes_and_resume_from_the_listing(entry, tmp_path, store, fmt,
                                                                                  monkeypatch):
     from runtime import job
+    from runtime.writer import SHARD_EXT
 
     monkeypatch.setattr(job, "SHARD_SIZE", 4)
     args = ["sample", str(entry), "--format", fmt, "--count", "10", "--start-index", "2", "--seed", "1",
@@ -49,12 +50,12 @@ def test_shards_at_a_uri_are_the_local_job_s_bytes_and_resume_from_the_listing(e
     res = CliRunner().invoke(main, [*args, "--out", "memory://bucket/run"])
     assert res.exit_code == 0, res.output
     local, remote = _local_files(tmp_path / "local"), _store_files(store, "/bucket/run")
-    assert sorted(remote) == ["dataset.json", "shards/000000002-000000003" + job.SHARD_EXT[fmt],
-                              "shards/000000004-000000007" + job.SHARD_EXT[fmt],
-                              "shards/000000008-000000011" + job.SHARD_EXT[fmt]]
+    assert sorted(remote) == ["dataset.json", "shards/000000002-000000003" + SHARD_EXT[fmt],
+                              "shards/000000004-000000007" + SHARD_EXT[fmt],
+                              "shards/000000008-000000011" + SHARD_EXT[fmt]]
     assert _without_command(remote) == _without_command(local)
 
-    lost = "/bucket/run/shards/000000004-000000007" + job.SHARD_EXT[fmt]
+    lost = "/bucket/run/shards/000000004-000000007" + SHARD_EXT[fmt]
     store.rm(lost)   # as if the job had died before writing it; the store's cached listing is stale now
     res = CliRunner().invoke(main, [*args, "--out", "memory://bucket/run", "--resume", "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["written"] == 4

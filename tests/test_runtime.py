@@ -46,6 +46,28 @@ def test_samples_are_identical_for_any_batch_size(entry):
     assert np.array_equal(one.sample(count=9, seed=5, batch_size=4)[0], img4)
 
 
+def test_batches_in_flight_keep_order_and_samples_and_never_outlive_the_loop(entry):
+    import threading
+
+    s = Sampler(Entry.load(entry))
+    s.batches_in_flight = 2   # what a CPU sampler with two lanes does, on any machine
+    ref_img, ref_mask = s.sample(count=11, seed=2, batch_size=3)
+    got = list(s.iter_batches(0, 11, seed=2, batch_size=3))
+    assert [b[0].tolist() for b in got] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10]]
+    assert np.array_equal(np.concatenate([b[1] for b in got]), ref_img)
+    assert np.array_equal(np.concatenate([b[2] for b in got]), ref_mask)
+    for batch in s.iter_batches(0, 30, seed=2, batch_size=3):
+        break   # leaving early waits for the batch still being computed
+    assert not [t for t in threading.enumerate() if t.name.startswith("batch")]
+
+    def failing(indices, seed, grid):
+        raise RuntimeError("model failed")
+
+    s.run = failing   # an error in a batch computed ahead reaches the loop
+    with pytest.raises(RuntimeError, match="model failed"):
+        list(s.iter_batches(0, 6, batch_size=3))
+
+
 # sha256 prefixes of the bundled coins entry's samples 0-7 at seed 0 (images, masks), per kind of CPU: onnxruntime
 # picks its kernels by instruction set, and float sums in another order round differently. avx512-vnni recorded at
 # a130a2d, before the packages were restructured (the refactors since changed no byte of them); avx2 (no VNNI)
@@ -446,7 +468,7 @@ def test_encoders_never_see_ctrl_c_even_while_starting():
     the parent's own handler is back afterwards."""
     import signal
 
-    from runtime.job import encoder_pool
+    from runtime.encoders import encoder_pool
 
     before = signal.getsignal(signal.SIGINT)   # SIG_IGN where the test runner itself was started in the background
     pool = encoder_pool(2)

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["UMASK", "atomic_write", "atomic_path", "sha256_file"]
+__all__ = ["UMASK", "atomic_write", "atomic_path", "sha256_file", "write_whole"]
 
 UMASK = os.umask(0)  # read once: os.umask can only be read by setting it
 os.umask(UMASK)
@@ -39,6 +39,21 @@ def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None
     """Write bytes (or UTF-8 text) to `path` so that readers see the old file or the whole new one."""
     with atomic_path(path, durable=durable) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """atomic_write for bulk outputs whose every name one process writes (the samples of a job): no fsync, and a
+    temp name made of the process id instead of mkstemp's random one, so one open, one write and one rename
+    (mkstemp, reopening and chmod doubled the time of writing a small PNG to a tmpfs: 0.18 against 0.09 ms). A temp
+    file a killed writer left behind is the kind --resume removes; a later writer with the same id truncates it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:   # 0o666 less the umask, as any new file
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: Path) -> str:
