@@ -118,6 +118,12 @@ def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tenso
     return 0.5 * (hard_shares(mask_logits, (0, 2, 3)) - training_share).abs().sum()
 
 
+def class_rescue(mask_logits: torch.Tensor, training_share: torch.Tensor, rescue: float) -> torch.Tensor:
+    """EXPERIMENT 16: half the hard-share shortfall below rescue x the training share (the push
+    class_frequency_prior gives an under-drawn class at lambda 1), for classes that are vanishing only."""
+    return 0.5 * F.relu(rescue * training_share - hard_shares(mask_logits, (0, 2, 3))).sum()
+
+
 def hard_shares(mask_logits: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     """The argmax masks' class shares, averaged over `dims`, with the logits' (centred) gradient passed straight
     through. Centred over the classes, so each pixel's gradient sums to 0: the argmax (and softmax) ignore a shift

@@ -33,8 +33,8 @@ from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
 from .health import GuardState, Probe
-from .losses import (adversarial, class_frequency_prior, class_presence_floor, diversity, generator_objective,
-                     presence_floor_shares)
+from .losses import (adversarial, class_frequency_prior, class_presence_floor, class_rescue, diversity,
+                     generator_objective, presence_floor_shares)
 from .perf import keep_freed_memory
 from .preview import preview_grid
 from .run import CONFIG_FORMAT
@@ -133,6 +133,8 @@ class Trainer:
                 if tc.presence_floor > 0:
                     freq = freq + class_presence_floor(out.mask_logits, self.class_floor)
             penalty = out.bounds if out.bounds is not None else zero
+            if mc.has_masks and tc.freq_rescue > 0:  # not weighted by lambda_freq: its push is the full one
+                penalty = penalty + class_rescue(out.mask_logits, self.class_share, tc.freq_rescue)
             loss_g = loss_adv + tc.lambda_freq * freq + penalty
             dr = diversity(out.features) if tc.lambda_dr > 0 else zero
         self.opt_G.zero_grad(set_to_none=True)
