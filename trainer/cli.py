@@ -95,8 +95,9 @@ def _singan_options(precision: str) -> None:
 @click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
 @click.option("--freq-rescue", type=click.FloatRange(0, 1), default=_T.freq_rescue, show_default=True,
-              help="EXPERIMENT: classes whose batch share is under this x their training share get the prior's "
-                   "full push (as --lambda-freq 1) whatever --lambda-freq is.")
+              help="Classes drawn under this share of their training share (over the batch) get the prior's full "
+                   "push (as at --lambda-freq 1) whatever --lambda-freq is (0: off; experimental, meant for "
+                   "--lambda-freq 0.25).")
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")

@@ -64,7 +64,7 @@ class TrainConfig:
     max_rollbacks: int = 2
     # Issue 11 (docs/robustness/experiments.md), none of them in the reference:
     lambda_freq: float = 1.0  # class-frequency prior: TV of the fake batch's hard class shares vs the training's
-    freq_rescue: float = 0.0  # EXPERIMENT 16: full-strength prior push for classes under this x their training share
+    freq_rescue: float = 0.0  # the prior's full push (lambda 1) for classes under this x their training share
     presence_floor: float = 0.0  # each fake sample draws >= this x each rare class's smallest share in a frame
     ceiling: float = 4.0  # activation bounds (generator.activation_bounds): |block output| above this is penalised
     floor: float = 0.3  # ...and a latent-dependent share of it below this; 0 and 0 turn them off

@@ -119,8 +119,14 @@ def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tenso
 
 
 def class_rescue(mask_logits: torch.Tensor, training_share: torch.Tensor, rescue: float) -> torch.Tensor:
-    """EXPERIMENT 16: half the hard-share shortfall below rescue x the training share (the push
-    class_frequency_prior gives an under-drawn class at lambda 1), for classes that are vanishing only."""
+    """Half the fake batch's hard-share shortfall below rescue x the training share, summed over classes, with the
+    gradient passed straight to the logits: a vanishing class gets the push class_frequency_prior gives it at
+    lambda 1, and a class drawn at least that much gets none.
+
+    The prior's uniform push also decides where a small class is drawn (the argmax flips first on region edges
+    and the frame border, docs/robustness/experiments.md section 15); weakened to lambda 0.25 it no longer does
+    that, but then a 1 % class vanished. This term restores the full push only while a class is vanishing.
+    """
     return 0.5 * F.relu(rescue * training_share - hard_shares(mask_logits, (0, 2, 3))).sum()
 
 

@@ -132,10 +132,11 @@ class Trainer:
                 freq = class_frequency_prior(out.mask_logits, self.class_share)
                 if tc.presence_floor > 0:
                     freq = freq + class_presence_floor(out.mask_logits, self.class_floor)
+            rescue = zero  # not weighted by lambda_freq: it is the prior's full push, for vanishing classes only
+            if mc.has_masks and tc.freq_rescue > 0:
+                rescue = class_rescue(out.mask_logits, self.class_share, tc.freq_rescue)
             penalty = out.bounds if out.bounds is not None else zero
-            if mc.has_masks and tc.freq_rescue > 0:  # not weighted by lambda_freq: its push is the full one
-                penalty = penalty + class_rescue(out.mask_logits, self.class_share, tc.freq_rescue)
-            loss_g = loss_adv + tc.lambda_freq * freq + penalty
+            loss_g = loss_adv + tc.lambda_freq * freq + rescue + penalty
             dr = diversity(out.features) if tc.lambda_dr > 0 else zero
         self.opt_G.zero_grad(set_to_none=True)
         if tc.precision == "bf16" and tc.lambda_dr > 0:
@@ -168,7 +169,7 @@ class Trainer:
         self.update_ema()
         self.iteration += 1
         self.guard.observe(float(loss_fake.detach()))
-        scalars = {"G": loss_adv, "DR": dr, "freq": freq, "bounds": penalty, "D_real": loss_real, "D_fake": loss_fake}
+        scalars = {"G": loss_adv, "DR": dr, "freq": freq, "rescue": rescue, "bounds": penalty, "D_real": loss_real, "D_fake": loss_fake}
         return {**{k: float(v.detach()) for k, v in scalars.items()},
                 **{f"real_{k}": v for k, v in s_real.items()}, **{f"fake_{k}": v for k, v in s_fake.items()}}
 
