@@ -96,25 +96,6 @@ def test_class_frequency_prior_value_and_gradient():
     assert (g[:, 0] > 0).all() and (g[:, 1] < 0).all() and (g[:, 2] < 0).all()
 
 
-def test_class_rescue_pushes_only_vanishing_classes():
-    from trainer.losses import class_rescue
-
-    # argmax shares 3/4, 1/4, 0 against training 0.5/0.25/0.25: only class 2 is under half its share
-    logits = torch.tensor([[[[5.0, 5.0]], [[0.0, 0.0]], [[-1.0, -1.0]]],
-                           [[[5.0, 0.0]], [[0.0, 5.0]], [[-1.0, -1.0]]]], requires_grad=True)
-    loss = class_rescue(logits, torch.tensor([0.5, 0.25, 0.25]), 0.5)
-    assert torch.isclose(loss, torch.tensor(0.0625))  # 0.5 x (0.125 - 0)
-    loss.backward()
-    g = logits.grad
-    # class 2 raised by 0.5/N at every pixel (N = 4), as the prior at lambda 1 raises it, centred over the classes
-    assert torch.allclose(g[:, 2], torch.full_like(g[:, 2], -0.125 * 2 / 3))
-    assert torch.allclose(g.sum(1), torch.zeros(2, 1, 2), atol=1e-7)
-    # over the line (class 1 at its share, class 0 over it): no push at all, wherever the shares are
-    logits.grad = None
-    class_rescue(logits, torch.tensor([0.5, 0.25, 0.0]), 0.5).backward()
-    assert torch.all(logits.grad == 0)
-
-
 def test_class_presence_floor_pushes_only_the_samples_that_drop_a_class():
     from trainer.losses import class_presence_floor
 

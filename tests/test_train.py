@@ -151,23 +151,6 @@ def test_cpu_defaults_are_the_documented_recipe(scene, tmp_path):
     assert cfg["train"]["mask_resize"] == "area"
 
 
-def test_the_class_rescue_is_recorded_and_trains(scene, tmp_path):
-    img, mask = scene
-    runs = {}
-    for name, extra in (("off", []), ("on", ["--lambda-freq", "0.25", "--freq-rescue", "1.0"])):
-        runs[name] = out = tmp_path / name
-        res = fit([str(img), "--mask", str(mask), "--out", str(out), "--iters", "3", "--log-every", "1", *extra, *TINY])
-        assert res.exit_code == 0, res.output
-    cfg = json.loads((runs["on"] / "config.json").read_text())["train"]
-    assert (cfg["lambda_freq"], cfg["freq_rescue"]) == (0.25, 1.0)
-    assert [ln["rescue"] for ln in _losses(runs["off"])] == [0, 0, 0]
-    # at 1.0 x the training shares, some class of a 3-class tiny run is always under its share
-    assert all(0 < ln["rescue"] <= 0.5 for ln in _losses(runs["on"]))
-    res = CliRunner().invoke(main, ["fit", str(img), "--arch", "singan", "--freq-rescue", "0.5",
-                                    "--out", str(tmp_path / "s"), "-q"])
-    assert res.exit_code != 0 and "--freq-rescue" in res.output
-
-
 def test_resuming_a_run_from_before_issue_11_keeps_its_training(scene, tmp_path):
     """Runs that did not record the class-frequency prior, the activation bounds and the MCA mask resizing
     were trained without them; a resume must not switch them on."""

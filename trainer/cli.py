@@ -61,7 +61,7 @@ def _per_device(key: str, fmt=str) -> str:
 
 
 # fit's options that only the one-shot GAN reads: with --arch singan, naming one is an error, not a no-op
-ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "freq_rescue", "presence_floor", "lambda_dr", "ema_decay",
+ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "presence_floor", "lambda_dr", "ema_decay",
                 "bernoulli_warmup", "check_every", "guard", "max_rollbacks")
 
 
@@ -94,10 +94,6 @@ def _singan_options(precision: str) -> None:
 @click.option("--aug-prob", type=click.FloatRange(0, 1), default=_T.aug_prob, show_default=True)
 @click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
-@click.option("--freq-rescue", type=click.FloatRange(0, 1), default=_T.freq_rescue, show_default=True,
-              help="Classes drawn under this share of their training share (over the batch) get the prior's full "
-                   "push (as at --lambda-freq 1) whatever --lambda-freq is (0: off; experimental, meant for "
-                   "--lambda-freq 0.25).")
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")

@@ -36,7 +36,7 @@ RECIPES = {
 SINGAN_RECIPE = {"max_size": 250, "width": 1.0, "iters": 2000, "lr": 5e-4, "save_every": 500, "preview_every": 500}
 REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
 # settings that runs from before issue 11 did not record, with the values they were trained with
-LEGACY = {"lambda_freq": 0.0, "presence_floor": 0.0, "freq_rescue": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest"}
+LEGACY = {"lambda_freq": 0.0, "presence_floor": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest"}
 
 
 @dataclass
@@ -64,7 +64,6 @@ class TrainConfig:
     max_rollbacks: int = 2
     # Issue 11 (docs/robustness/experiments.md), none of them in the reference:
     lambda_freq: float = 1.0  # class-frequency prior: TV of the fake batch's hard class shares vs the training's
-    freq_rescue: float = 0.0  # the prior's full push (lambda 1) for classes under this x their training share
     presence_floor: float = 0.0  # each fake sample draws >= this x each rare class's smallest share in a frame
     ceiling: float = 4.0  # activation bounds (generator.activation_bounds): |block output| above this is penalised
     floor: float = 0.3  # ...and a latent-dependent share of it below this; 0 and 0 turn them off

@@ -118,18 +118,6 @@ def class_frequency_prior(mask_logits: torch.Tensor, training_share: torch.Tenso
     return 0.5 * (hard_shares(mask_logits, (0, 2, 3)) - training_share).abs().sum()
 
 
-def class_rescue(mask_logits: torch.Tensor, training_share: torch.Tensor, rescue: float) -> torch.Tensor:
-    """Half the fake batch's hard-share shortfall below rescue x the training share, summed over classes, with the
-    gradient passed straight to the logits: a vanishing class gets the push class_frequency_prior gives it at
-    lambda 1, and a class drawn at least that much gets none.
-
-    The prior's uniform push also decides where a small class is drawn (the argmax flips first on region edges
-    and the frame border, docs/robustness/experiments.md section 15); weakened to lambda 0.25 it no longer does
-    that, but then a 1 % class vanished. This term restores the full push only while a class is vanishing.
-    """
-    return 0.5 * F.relu(rescue * training_share - hard_shares(mask_logits, (0, 2, 3))).sum()
-
-
 def hard_shares(mask_logits: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     """The argmax masks' class shares, averaged over `dims`, with the logits' (centred) gradient passed straight
     through. Centred over the classes, so each pixel's gradient sums to 0: the argmax (and softmax) ignore a shift

@@ -33,8 +33,8 @@ from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
 from .health import GuardState, Probe
-from .losses import (adversarial, class_frequency_prior, class_presence_floor, class_rescue, diversity,
-                     generator_objective, presence_floor_shares)
+from .losses import (adversarial, class_frequency_prior, class_presence_floor, diversity, generator_objective,
+                     presence_floor_shares)
 from .perf import keep_freed_memory
 from .preview import preview_grid
 from .run import CONFIG_FORMAT
@@ -132,11 +132,8 @@ class Trainer:
                 freq = class_frequency_prior(out.mask_logits, self.class_share)
                 if tc.presence_floor > 0:
                     freq = freq + class_presence_floor(out.mask_logits, self.class_floor)
-            rescue = zero  # not weighted by lambda_freq: it is the prior's full push, for vanishing classes only
-            if mc.has_masks and tc.freq_rescue > 0:
-                rescue = class_rescue(out.mask_logits, self.class_share, tc.freq_rescue)
             penalty = out.bounds if out.bounds is not None else zero
-            loss_g = loss_adv + tc.lambda_freq * freq + rescue + penalty
+            loss_g = loss_adv + tc.lambda_freq * freq + penalty
             dr = diversity(out.features) if tc.lambda_dr > 0 else zero
         self.opt_G.zero_grad(set_to_none=True)
         if tc.precision == "bf16" and tc.lambda_dr > 0:
@@ -169,7 +166,7 @@ class Trainer:
         self.update_ema()
         self.iteration += 1
         self.guard.observe(float(loss_fake.detach()))
-        scalars = {"G": loss_adv, "DR": dr, "freq": freq, "rescue": rescue, "bounds": penalty, "D_real": loss_real, "D_fake": loss_fake}
+        scalars = {"G": loss_adv, "DR": dr, "freq": freq, "bounds": penalty, "D_real": loss_real, "D_fake": loss_fake}
         return {**{k: float(v.detach()) for k, v in scalars.items()},
                 **{f"real_{k}": v for k, v in s_real.items()}, **{f"fake_{k}": v for k, v in s_fake.items()}}
 
