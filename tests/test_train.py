@@ -147,7 +147,7 @@ def test_cpu_defaults_are_the_documented_recipe(scene, tmp_path):
                              "preview_every": 500}
     assert cfg["model"]["width_mult"] == 0.5 and cfg["train"]["lr_g"] == cfg["train"]["lr_d"] == 1e-4
     assert (cfg["train"]["save_every"], cfg["train"]["preview_every"]) == (500, 500)
-    assert (cfg["train"]["lambda_freq"], cfg["train"]["ceiling"], cfg["train"]["floor"]) == (1.0, 4.0, 0.3)
+    assert (cfg["train"]["lambda_freq"], cfg["train"]["ceiling"], cfg["train"]["floor"]) == (0.25, 4.0, 0.3)
     assert cfg["train"]["mask_resize"] == "area"
 
 

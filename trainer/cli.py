@@ -93,7 +93,8 @@ def _singan_options(precision: str) -> None:
               help=f"Adam learning rate of G and D {_per_device('lr', lambda v: f'{v:.0e}'.replace('e-0', 'e-'))}.")
 @click.option("--aug-prob", type=click.FloatRange(0, 1), default=_T.aug_prob, show_default=True)
 @click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
-              help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off).")
+              help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off; "
+                   "higher keeps rare classes more surely and draws them more along region edges).")
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")
