@@ -4,7 +4,7 @@ neighbourhood) or lie within 2 pixels of the frame border, in a run's samples ag
 The suite's criteria (presence, class shares, mIoU) accept a small object class drawn as strips along a region
 edge or the frame border (docs/robustness/experiments.md, sections 8 and 15); this table shows it: on the
 balloons scene, balloons never touch the ground in the training mask, and 30 % of the balloon pixels did in the
-samples of a run at the default prior weight.
+samples of a run with the prior at 1.0 (its default until experiment 16).
 
     .venv/bin/python bench/class_contacts.py RUN_DIR [RUN_DIR ...] [--samples 100]
 """
