@@ -61,7 +61,7 @@ def _per_device(key: str, fmt=str) -> str:
 
 
 # fit's options that only the one-shot GAN reads: with --arch singan, naming one is an error, not a no-op
-ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "presence_floor", "lambda_dr", "ema_decay",
+ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "mask_grad", "presence_floor", "lambda_dr", "ema_decay",
                 "bernoulli_warmup", "check_every", "guard", "max_rollbacks")
 
 
@@ -95,6 +95,9 @@ def _singan_options(precision: str) -> None:
 @click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off; "
                    "higher keeps rare classes more surely and draws them more along region edges).")
+@click.option("--mask-grad", type=click.Choice(["softmax", "top2"]), default=_T.mask_grad, show_default=True,
+              help="How D's gradient reaches the mask logits: a softmax over all classes (the reference's), or "
+                   "over each pixel's two leading classes (experimental: keeps rare classes from draining away).")
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")

@@ -53,13 +53,20 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def straight_through(logits: torch.Tensor, bernoulli: bool) -> torch.Tensor:
-    """Hard mask in the forward pass, gradients of the softmax in the backward pass."""
+def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax") -> torch.Tensor:
+    """Hard mask in the forward pass, gradients of the softmax in the backward pass.
+
+    grad="top2": the softmax over each pixel's two leading classes only. With the full softmax, D's wish that a
+    pixel's winner win more surely lowers every other class there, so a rare class that lost its pixels early
+    is pushed further down everywhere (docs/robustness/experiments.md section 17)."""
     soft = torch.softmax(logits.float(), dim=1)
     if bernoulli:
         hard = torch.bernoulli(soft.detach().clamp(0.001, 0.999))
     else:
         hard = F.one_hot(soft.detach().argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
+    if grad == "top2":
+        second = logits.detach().float().topk(2, dim=1).values[:, 1:2]
+        soft = torch.softmax(logits.float().masked_fill(logits.detach().float() < second, -1e4), dim=1)
     return hard - soft.detach() + soft
 
 
@@ -123,7 +130,7 @@ class Trainer:
             fake_pyr = out.images[::-1]
             fake_mask = None
             if mc.has_masks:
-                fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup)
+                fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup, tc.mask_grad)
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
             zero = torch.zeros((), device=self.device)
