@@ -34,11 +34,12 @@ def push(grad: torch.Tensor, c: int) -> float:
 @click.option("--class", "c", type=int, required=True, help="The class id to follow.")
 @click.option("--iters", type=click.IntRange(10), default=200, show_default=True)
 @click.option("--lambda-freq", type=float, default=None, help="Override the run's prior weight.")
-def main(run_dir: Path, c: int, iters: int, lambda_freq: float | None) -> None:
+@click.option("--mask-grad", type=click.Choice(["softmax", "top2"]), default=None, help="Override the run's.")
+def main(run_dir: Path, c: int, iters: int, lambda_freq: float | None, mask_grad: str | None) -> None:
     torch.set_num_threads(1)
     run = Run.open(run_dir)
     images, masks = run.frames()
-    changes = {} if lambda_freq is None else {"lambda_freq": lambda_freq}
+    changes = {k: v for k, v in (("lambda_freq", lambda_freq), ("mask_grad", mask_grad)) if v is not None}
     tc = TrainConfig(**{**asdict(run.train_config), **changes})
     seen: dict[str, torch.Tensor] = {}
     prior = T.class_frequency_prior
