@@ -61,8 +61,8 @@ def _per_device(key: str, fmt=str) -> str:
 
 
 # fit's options that only the one-shot GAN reads: with --arch singan, naming one is an error, not a no-op
-ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "mask_grad", "presence_floor", "lambda_dr", "ema_decay",
-                "bernoulli_warmup", "check_every", "guard", "max_rollbacks")
+ONESHOT_ONLY = ("width_mult", "batch_size", "aug_prob", "lambda_freq", "mask_grad", "presence_floor", "lambda_dr",
+                "ema_decay", "bernoulli_warmup", "check_every", "guard", "max_rollbacks")
 
 
 def _singan_options(precision: str) -> None:

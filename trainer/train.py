@@ -65,8 +65,9 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
     else:
         hard = F.one_hot(soft.detach().argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
     if grad == "top2":
-        second = logits.detach().float().topk(2, dim=1).values[:, 1:2]
-        soft = torch.softmax(logits.float().masked_fill(logits.detach().float() < second, -1e4), dim=1)
+        values = logits.detach().float()
+        second = values.topk(2, dim=1).values[:, 1:2]
+        soft = torch.softmax(logits.float().masked_fill(values < second, -1e4), dim=1)
     return hard - soft.detach() + soft
 
 
