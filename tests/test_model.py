@@ -117,6 +117,8 @@ def test_straight_through_top2_passes_gradient_to_the_two_leading_classes_only()
         assert grad[outside].abs().max() == 0  # a class that is neither first nor second gets nothing
         assert grad.gather(1, leading).abs().min() > 0
         assert grad.sum(1).abs().max() < 1e-6  # it moves pixels between the two, never all logits at once
+    with pytest.raises(ValueError, match="top-2"):
+        straight_through(logits, False, grad="top-2")
 
 
 def test_pyramid_halves_resolution():

@@ -68,6 +68,8 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
         values = logits.detach().float()
         second = values.topk(2, dim=1).values[:, 1:2]
         soft = torch.softmax(logits.float().masked_fill(values < second, -1e4), dim=1)
+    elif grad != "softmax":  # a library caller's typo must not train silently with the other estimator
+        raise ValueError(f"straight_through: grad must be 'softmax' or 'top2', not {grad!r}")
     return hard - soft.detach() + soft
 
 
