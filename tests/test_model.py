@@ -121,6 +121,30 @@ def test_straight_through_top2_passes_gradient_to_the_two_leading_classes_only()
         straight_through(logits, False, grad="top-2")
 
 
+def test_straight_through_flip_raises_a_class_only_where_d_favours_the_flip():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5, 6, requires_grad=True)
+    upstream = torch.randn(2, 4, 5, 6)
+    for bernoulli in (True, False):
+        torch.manual_seed(1)
+        full = straight_through(logits, bernoulli)
+        torch.manual_seed(1)
+        flip = straight_through(logits, bernoulli, grad="flip")
+        assert torch.equal(full, flip)  # the same hard mask forward
+        logits.grad = None
+        (flip * upstream).sum().backward()
+        grad = logits.grad
+        win = logits.detach().argmax(1, keepdim=True)
+        gain = upstream - upstream.gather(1, win)  # first-order change of the loss if the pixel flipped
+        loser = torch.ones_like(grad, dtype=torch.bool).scatter(1, win, False)
+        assert grad[loser & (gain >= 0)].abs().max() == 0  # never lowered where it does not hold the pixel
+        assert grad[loser & (gain < 0)].max() < 0  # raised (descent) where taking the pixel lowers the loss
+        assert grad.gather(1, win).min() >= 0  # the winner only gives pixels up
+        assert grad.sum(1).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="flips"):
+        straight_through(logits, False, grad="flips")
+
+
 def test_pyramid_halves_resolution():
     p = image_pyramid(torch.randn(1, 3, 32, 48), 3)
     assert [tuple(x.shape[-2:]) for x in p] == [(32, 48), (16, 24), (8, 12)]

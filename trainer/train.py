@@ -53,23 +53,52 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class _FlipGrad(torch.autograd.Function):
+    """Identity on the hard mask forward; backward, D's gradient reaches a class's logit only where flipping the
+    pixel to that class would lower G's loss (to first order, g_j - g_winner < 0), and the winner gives up the same
+    amount. D's wish that a winner win more surely, which the softmax turns into a lower logit for every other
+    class (also for one drawn nowhere, the drain of experiment 17), is dropped: the hard mask cannot show it."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(torch.softmax(logits.detach().float(), dim=1))
+        ctx.dtype = logits.dtype
+        return hard
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (soft,) = ctx.saved_tensors
+        grad = grad.float()
+        win = soft.argmax(1, keepdim=True)
+        gain = (grad - grad.gather(1, win)).clamp(max=0)  # 0 at the winner and where a flip would not help
+        pull = soft * soft.gather(1, win) * gain  # the two-class softmax's p_j p_w, as the full softmax gives
+        pull = pull.scatter(1, win, -pull.sum(1, keepdim=True))
+        return pull.to(ctx.dtype), None
+
+
+MASK_GRADS = ("softmax", "top2", "flip")
+
+
 def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax") -> torch.Tensor:
     """Hard mask in the forward pass, gradients of the softmax in the backward pass.
 
-    grad="top2": the softmax over each pixel's two leading classes only. With the full softmax, D's wish that a
-    pixel's winner win more surely lowers every other class there, so a rare class that lost its pixels early
-    is pushed further down everywhere (docs/robustness/experiments.md section 17)."""
+    With the full softmax, D's wish that a pixel's winner win more surely lowers every other class there, so a
+    rare class that lost its pixels early is pushed further down everywhere (docs/robustness/experiments.md
+    section 17). grad="top2": the softmax over each pixel's two leading classes only. grad="flip": only the
+    flips that D's gradient favours (`_FlipGrad`)."""
+    if grad not in MASK_GRADS:  # a library caller's typo must not train silently with another estimator
+        raise ValueError(f"straight_through: grad must be one of {', '.join(MASK_GRADS)}, not {grad!r}")
     soft = torch.softmax(logits.float(), dim=1)
     if bernoulli:
         hard = torch.bernoulli(soft.detach().clamp(0.001, 0.999))
     else:
         hard = F.one_hot(soft.detach().argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
+    if grad == "flip":
+        return _FlipGrad.apply(logits, hard)
     if grad == "top2":
         values = logits.detach().float()
         second = values.topk(2, dim=1).values[:, 1:2]
         soft = torch.softmax(logits.float().masked_fill(values < second, -1e4), dim=1)
-    elif grad != "softmax":  # a library caller's typo must not train silently with the other estimator
-        raise ValueError(f"straight_through: grad must be 'softmax' or 'top2', not {grad!r}")
     return hard - soft.detach() + soft
 
 
