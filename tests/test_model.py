@@ -145,6 +145,30 @@ def test_straight_through_flip_raises_a_class_only_where_d_favours_the_flip():
         straight_through(logits, False, grad="flips")
 
 
+def test_straight_through_balanced_never_lowers_a_class_without_pixels_but_sharpens_the_others():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 6, 8)
+    logits[:, 3] -= 5  # class 3 wins no pixel
+    logits[0, 3, 0, 0] += 20  # but one in sample 0
+    logits.requires_grad_(True)
+    upstream = torch.randn(3, 4, 6, 8)
+    upstream[:, 3] += 3  # D would like class 3 even less than the others: the softmax drains it
+    grads = {}
+    for mode in ("softmax", "balanced"):
+        logits.grad = None
+        hard = straight_through(logits, False, grad=mode)
+        (hard * upstream).sum().backward()
+        grads[mode] = logits.grad.clone()
+    assert grads["softmax"][1:, 3].sum() > 0  # the reference's estimator lowers the absent class
+    absent = grads["balanced"][1:, 3]
+    assert absent.max() <= 0  # balanced never lowers it in a sample where it holds no pixel
+    assert grads["balanced"].sum(1).abs().max() < 1e-6
+    win = logits.detach().argmax(1, keepdim=True)
+    loser = torch.ones_like(logits, dtype=torch.bool).scatter(1, win, False)
+    loser[:, 3] = False
+    assert grads["balanced"][loser].max() > 0  # classes that hold pixels still lose margin elsewhere
+
+
 def test_pyramid_halves_resolution():
     p = image_pyramid(torch.randn(1, 3, 32, 48), 3)
     assert [tuple(x.shape[-2:]) for x in p] == [(32, 48), (16, 24), (8, 12)]

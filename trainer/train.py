@@ -54,15 +54,18 @@ def pick_device(name: str) -> torch.device:
 
 
 class _FlipGrad(torch.autograd.Function):
-    """Identity on the hard mask forward; backward, D's gradient reaches a class's logit only where flipping the
-    pixel to that class would lower G's loss (to first order, g_j - g_winner < 0), and the winner gives up the same
-    amount. D's wish that a winner win more surely, which the softmax turns into a lower logit for every other
-    class (also for one drawn nowhere, the drain of experiment 17), is dropped: the hard mask cannot show it."""
+    """Identity on the hard mask forward; backward, the softmax's gradient split in two per pixel, with w its
+    winner and g_j - g_w the first-order change of G's loss if the pixel flipped to class j:
+    - flips (g_j < g_w): class j is raised and w lowered, as the softmax does;
+    - widening (g_j > g_w, D wants w to win more surely): every such j is lowered. Summed over the frame this
+      drains a class that wins few or no pixels (experiment 17). With balance=False it is dropped; with
+      balance=True each class's drain in a sample is capped at what it gains as a winner there, so a class
+      without pixels is never lowered while boundaries between the classes present still sharpen."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor, balance: bool) -> torch.Tensor:
         ctx.save_for_backward(torch.softmax(logits.detach().float(), dim=1))
-        ctx.dtype = logits.dtype
+        ctx.dtype, ctx.balance = logits.dtype, balance
         return hard
 
     @staticmethod
@@ -70,13 +73,20 @@ class _FlipGrad(torch.autograd.Function):
         (soft,) = ctx.saved_tensors
         grad = grad.float()
         win = soft.argmax(1, keepdim=True)
-        gain = (grad - grad.gather(1, win)).clamp(max=0)  # 0 at the winner and where a flip would not help
-        pull = soft * soft.gather(1, win) * gain  # the two-class softmax's p_j p_w, as the full softmax gives
+        delta = grad - grad.gather(1, win)  # 0 at the winner
+        weight = soft * soft.gather(1, win)  # the two-class softmax's p_j p_w
+        pull = weight * delta.clamp(max=0)
+        if ctx.balance:
+            drain = weight * delta.clamp(min=0)
+            holds = torch.zeros_like(drain).scatter(1, win, 1.0)
+            gain = (holds * drain.sum(1, keepdim=True)).sum((2, 3), keepdim=True)  # widening it gets as winner
+            cap = (gain / drain.sum((2, 3), keepdim=True).clamp(min=1e-30)).clamp(max=1)
+            pull = pull + drain * cap
         pull = pull.scatter(1, win, -pull.sum(1, keepdim=True))
-        return pull.to(ctx.dtype), None
+        return pull.to(ctx.dtype), None, None
 
 
-MASK_GRADS = ("softmax", "top2", "flip")
+MASK_GRADS = ("softmax", "top2", "flip", "balanced")
 
 
 def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax") -> torch.Tensor:
@@ -93,8 +103,8 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
         hard = torch.bernoulli(soft.detach().clamp(0.001, 0.999))
     else:
         hard = F.one_hot(soft.detach().argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
-    if grad == "flip":
-        return _FlipGrad.apply(logits, hard)
+    if grad in ("flip", "balanced"):
+        return _FlipGrad.apply(logits, hard, grad == "balanced")
     if grad == "top2":
         values = logits.detach().float()
         second = values.topk(2, dim=1).values[:, 1:2]
