@@ -53,19 +53,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class _FlipGrad(torch.autograd.Function):
+class _BalancedGrad(torch.autograd.Function):
     """Identity on the hard mask forward; backward, the softmax's gradient split in two per pixel, with w its
     winner and g_j - g_w the first-order change of G's loss if the pixel flipped to class j:
     - flips (g_j < g_w): class j is raised and w lowered, as the softmax does;
-    - widening (g_j > g_w, D wants w to win more surely): every such j is lowered. Summed over the frame this
-      drains a class that wins few or no pixels (experiment 17). With balance=False it is dropped; with
-      balance=True each class's drain in a sample is capped at what it gains as a winner there, so a class
-      without pixels is never lowered while boundaries between the classes present still sharpen."""
+    - widening (g_j > g_w, D wants w to win more surely): j is lowered. Summed over the frame this drains a class
+      that wins few or no pixels (experiment 17), and dropping it leaves speckled masks (experiment 18), so each
+      class's widening loss in a sample is capped at what it gains from widening as a winner there: a class
+      without pixels is never lowered, while the boundaries between the classes present still sharpen."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor, balance: bool) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(torch.softmax(logits.detach().float(), dim=1))
-        ctx.dtype, ctx.balance = logits.dtype, balance
+        ctx.dtype = logits.dtype
         return hard
 
     @staticmethod
@@ -75,18 +75,16 @@ class _FlipGrad(torch.autograd.Function):
         win = soft.argmax(1, keepdim=True)
         delta = grad - grad.gather(1, win)  # 0 at the winner
         weight = soft * soft.gather(1, win)  # the two-class softmax's p_j p_w
-        pull = weight * delta.clamp(max=0)
-        if ctx.balance:
-            drain = weight * delta.clamp(min=0)
-            holds = torch.zeros_like(drain).scatter(1, win, 1.0)
-            gain = (holds * drain.sum(1, keepdim=True)).sum((2, 3), keepdim=True)  # widening it gets as winner
-            cap = (gain / drain.sum((2, 3), keepdim=True).clamp(min=1e-30)).clamp(max=1)
-            pull = pull + drain * cap
-        pull = pull.scatter(1, win, -pull.sum(1, keepdim=True))
-        return pull.to(ctx.dtype), None, None
+        drain = weight * delta.clamp(min=0)
+        holds = torch.zeros_like(drain).scatter(1, win, 1.0)
+        gain = (holds * drain.sum(1, keepdim=True)).sum((2, 3), keepdim=True)
+        cap = (gain / drain.sum((2, 3), keepdim=True).clamp(min=1e-30)).clamp(max=1)
+        pull = weight * delta.clamp(max=0) + drain * cap
+        pull = pull.scatter(1, win, -pull.sum(1, keepdim=True))  # the winner moves against the others
+        return pull.to(ctx.dtype), None
 
 
-MASK_GRADS = ("softmax", "top2", "flip", "balanced")
+MASK_GRADS = ("softmax", "top2", "balanced")
 
 
 def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax") -> torch.Tensor:
@@ -94,8 +92,8 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
 
     With the full softmax, D's wish that a pixel's winner win more surely lowers every other class there, so a
     rare class that lost its pixels early is pushed further down everywhere (docs/robustness/experiments.md
-    section 17). grad="top2": the softmax over each pixel's two leading classes only. grad="flip": only the
-    flips that D's gradient favours (`_FlipGrad`)."""
+    section 17). grad="top2": the softmax over each pixel's two leading classes only. grad="balanced": no class
+    loses more to D's widening push than it gains from it (`_BalancedGrad`)."""
     if grad not in MASK_GRADS:  # a library caller's typo must not train silently with another estimator
         raise ValueError(f"straight_through: grad must be one of {', '.join(MASK_GRADS)}, not {grad!r}")
     soft = torch.softmax(logits.float(), dim=1)
@@ -103,8 +101,8 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
         hard = torch.bernoulli(soft.detach().clamp(0.001, 0.999))
     else:
         hard = F.one_hot(soft.detach().argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
-    if grad in ("flip", "balanced"):
-        return _FlipGrad.apply(logits, hard, grad == "balanced")
+    if grad == "balanced":
+        return _BalancedGrad.apply(logits, hard)
     if grad == "top2":
         values = logits.detach().float()
         second = values.topk(2, dim=1).values[:, 1:2]
