@@ -34,7 +34,7 @@ def push(grad: torch.Tensor, c: int) -> float:
 @click.option("--class", "c", type=int, required=True, help="The class id to follow.")
 @click.option("--iters", type=click.IntRange(10), default=200, show_default=True)
 @click.option("--lambda-freq", type=float, default=None, help="Override the run's prior weight.")
-@click.option("--mask-grad", type=click.Choice(["softmax", "top2", "balanced"]), default=None, help="Override the run's.")
+@click.option("--mask-grad", type=click.Choice(["softmax", "top2", "protect"]), default=None, help="Override the run's.")
 def main(run_dir: Path, c: int, iters: int, lambda_freq: float | None, mask_grad: str | None) -> None:
     torch.set_num_threads(1)
     run = Run.open(run_dir)

@@ -121,30 +121,44 @@ def test_straight_through_top2_passes_gradient_to_the_two_leading_classes_only()
         straight_through(logits, False, grad="top-2")
 
 
-def test_straight_through_balanced_never_lowers_a_class_without_pixels_but_sharpens_the_others():
+def test_straight_through_protect_spares_only_a_vanishing_class_and_is_the_softmax_otherwise():
     torch.manual_seed(0)
     logits = torch.randn(3, 4, 6, 8)
-    logits[:, 3] -= 5  # class 3 wins no pixel
-    logits[0, 3, 0, 0] += 20  # but one in sample 0
+    logits[:, 3] -= 5  # class 3 wins no pixel...
+    logits[0, 3, :3] += 20  # ...but half of sample 0
     logits.requires_grad_(True)
     upstream = torch.randn(3, 4, 6, 8)
     upstream[:, 3] += 3  # D would like class 3 even less than the others: the softmax drains it
+    share = torch.tensor([0.3, 0.3, 0.3, 0.1])
     grads = {}
-    for mode in ("softmax", "balanced"):
+    for mode in ("softmax", "protect"):
         logits.grad = None
-        hard = straight_through(logits, False, grad=mode)
+        hard = straight_through(logits, False, grad=mode, share=share)
+        assert torch.equal(hard, straight_through(logits, False))  # the same hard mask forward
         (hard * upstream).sum().backward()
         grads[mode] = logits.grad.clone()
-    assert grads["softmax"][1:, 3].sum() > 0  # the reference's estimator lowers the absent class
-    absent = grads["balanced"][1:, 3]
-    assert absent.max() <= 0  # balanced never lowers it in a sample where it holds no pixel
-    assert grads["balanced"].sum(1).abs().max() < 1e-6
-    win = logits.detach().argmax(1, keepdim=True)
-    loser = torch.ones_like(logits, dtype=torch.bool).scatter(1, win, False)
-    loser[:, 3] = False
-    assert grads["balanced"][loser].max() > 0  # classes that hold pixels still lose margin elsewhere
+    soft, protect = grads["softmax"], grads["protect"]
+    assert soft[1:, 3].sum() > 0  # the reference's estimator lowers the vanishing class...
+    assert protect[1:, 3].max() <= 0  # ...protect never does, in the samples where it vanishes
+    assert torch.allclose(protect[0], soft[0], atol=1e-6)  # sample 0 draws it at its share: the plain softmax
+    assert protect.sum(1).abs().max() < 1e-6
+    assert torch.allclose(straight_through(logits, False, grad="protect", share=torch.zeros(4)), hard)
+    with pytest.raises(ValueError, match="share"):
+        straight_through(logits, False, grad="protect")
     with pytest.raises(ValueError, match="flip"):
         straight_through(logits, False, grad="flip")
+
+
+def test_straight_through_protect_with_nothing_vanishing_is_the_softmax():
+    torch.manual_seed(2)
+    logits = torch.randn(2, 3, 5, 7, requires_grad=True)
+    upstream = torch.randn(2, 3, 5, 7)
+    grads = []
+    for mode in ("softmax", "protect"):
+        logits.grad = None
+        (straight_through(logits, False, grad=mode, share=torch.zeros(3)) * upstream).sum().backward()
+        grads.append(logits.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
 def test_pyramid_halves_resolution():

@@ -95,10 +95,11 @@ def _singan_options(precision: str) -> None:
 @click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off; "
                    "higher keeps rare classes more surely and draws them more along region edges).")
-@click.option("--mask-grad", type=click.Choice(["softmax", "top2", "balanced"]), default=_T.mask_grad, show_default=True,
+@click.option("--mask-grad", type=click.Choice(["softmax", "top2", "protect"]), default=_T.mask_grad, show_default=True,
               help="How D's gradient reaches the mask logits: a softmax over all classes (the reference's), over "
-                   "each pixel's two leading classes (top2), or with no class pushed down by more than it gains "
-                   "as a winner (balanced). The last two are experimental: they keep rare classes from draining away.")
+                   "each pixel's two leading classes (top2), or the softmax except that a class vanishing from a "
+                   "sample is not pushed down there (protect). The last two are experimental: they keep rare "
+                   "classes from draining away.")
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")

@@ -66,7 +66,7 @@ class TrainConfig:
     # class-frequency prior: TV of the fake batch's hard class shares vs the training's; at 1.0 it drew small classes
     # along region edges (docs/robustness/experiments.md sections 15-16)
     lambda_freq: float = 0.25
-    mask_grad: str = "softmax"  # D's gradient into the mask logits: "softmax", "top2" or "balanced" (experiments 17-18)
+    mask_grad: str = "softmax"  # D's gradient into the mask logits: "softmax", "top2" or "protect" (experiments 17-18)
     presence_floor: float = 0.0  # each fake sample draws >= this x each rare class's smallest share in a frame
     ceiling: float = 4.0  # activation bounds (generator.activation_bounds): |block output| above this is penalised
     floor: float = 0.3  # ...and a latent-dependent share of it below this; 0 and 0 turn them off

@@ -53,47 +53,48 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class _BalancedGrad(torch.autograd.Function):
-    """Identity on the hard mask forward; backward, the softmax's gradient split in two per pixel, with w its
-    winner and g_j - g_w the first-order change of G's loss if the pixel flipped to class j:
-    - flips (g_j < g_w): class j is raised and w lowered, as the softmax does;
-    - widening (g_j > g_w, D wants w to win more surely): j is lowered. Summed over the frame this drains a class
-      that wins few or no pixels (experiment 17), and dropping it leaves speckled masks (experiment 18), so each
-      class's widening loss in a sample is capped at what it gains from widening as a winner there: a class
-      without pixels is never lowered, while the boundaries between the classes present still sharpen."""
+VANISHING = 0.25  # "protect": a class is vanishing from a sample below this fraction of its training share
+
+
+class _ProtectedGrad(torch.autograd.Function):
+    """Identity on the hard mask forward; backward, the softmax's gradient written as its pairwise terms,
+    p_j p_k (g_j - g_k) on class j against class k, with one change: in a sample where a class is vanishing (its
+    hard share below VANISHING x its training share) it is not pushed down at pixels it does not hold. There the
+    softmax lowers it wherever D wants another class to win more surely; summed over the frame that drains a class
+    which has lost its pixels, and it never comes back (experiment 17). Everywhere else the gradient is the
+    softmax's, so the masks keep the edges that D's widening push gives them (experiment 18)."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(torch.softmax(logits.detach().float(), dim=1))
+    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+        soft = torch.softmax(logits.detach().float(), dim=1)
+        win = F.one_hot(soft.argmax(1), soft.shape[1]).permute(0, 3, 1, 2).bool()
+        vanishing = win.float().mean((2, 3), keepdim=True) < VANISHING * share.view(1, -1, 1, 1)
+        ctx.save_for_backward(soft, vanishing & ~win)
         ctx.dtype = logits.dtype
         return hard
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (soft,) = ctx.saved_tensors
+        soft, spared = ctx.saved_tensors
         grad = grad.float()
-        win = soft.argmax(1, keepdim=True)
-        delta = grad - grad.gather(1, win)  # 0 at the winner
-        weight = soft * soft.gather(1, win)  # the two-class softmax's p_j p_w
-        drain = weight * delta.clamp(min=0)
-        holds = torch.zeros_like(drain).scatter(1, win, 1.0)
-        gain = (holds * drain.sum(1, keepdim=True)).sum((2, 3), keepdim=True)
-        cap = (gain / drain.sum((2, 3), keepdim=True).clamp(min=1e-30)).clamp(max=1)
-        pull = weight * delta.clamp(max=0) + drain * cap
-        pull = pull.scatter(1, win, -pull.sum(1, keepdim=True))  # the winner moves against the others
-        return pull.to(ctx.dtype), None
+        pair = (soft.unsqueeze(2) * soft.unsqueeze(1)) * (grad.unsqueeze(2) - grad.unsqueeze(1))  # [b, j, k, h, w]
+        drop = spared.unsqueeze(2) & (pair > 0)  # j spared and pushed down against k
+        keep = ~(drop | drop.transpose(1, 2))  # ...and k's matching raise, so every pixel still sums to 0
+        return (pair * keep).sum(2).to(ctx.dtype), None, None
 
 
-MASK_GRADS = ("softmax", "top2", "balanced")
+MASK_GRADS = ("softmax", "top2", "protect")
 
 
-def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax") -> torch.Tensor:
+def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax",
+                     share: torch.Tensor | None = None) -> torch.Tensor:
     """Hard mask in the forward pass, gradients of the softmax in the backward pass.
 
     With the full softmax, D's wish that a pixel's winner win more surely lowers every other class there, so a
     rare class that lost its pixels early is pushed further down everywhere (docs/robustness/experiments.md
-    section 17). grad="top2": the softmax over each pixel's two leading classes only. grad="balanced": no class
-    loses more to D's widening push than it gains from it (`_BalancedGrad`)."""
+    section 17). grad="top2": the softmax over each pixel's two leading classes only. grad="protect" (needs
+    the training masks' class `share`): a class vanishing from a sample is not pushed down there
+    (`_ProtectedGrad`)."""
     if grad not in MASK_GRADS:  # a library caller's typo must not train silently with another estimator
         raise ValueError(f"straight_through: grad must be one of {', '.join(MASK_GRADS)}, not {grad!r}")
     soft = torch.softmax(logits.float(), dim=1)
@@ -101,8 +102,10 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
         hard = torch.bernoulli(soft.detach().clamp(0.001, 0.999))
     else:
         hard = F.one_hot(soft.detach().argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
-    if grad == "balanced":
-        return _BalancedGrad.apply(logits, hard)
+    if grad == "protect":
+        if share is None:
+            raise ValueError("straight_through: grad='protect' needs the training masks' class share")
+        return _ProtectedGrad.apply(logits, hard, share.to(logits.device, torch.float32))
     if grad == "top2":
         values = logits.detach().float()
         second = values.topk(2, dim=1).values[:, 1:2]
@@ -170,7 +173,8 @@ class Trainer:
             fake_pyr = out.images[::-1]
             fake_mask = None
             if mc.has_masks:
-                fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup, tc.mask_grad)
+                fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup, tc.mask_grad,
+                                             self.class_share)
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
             zero = torch.zeros((), device=self.device)
