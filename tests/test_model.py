@@ -121,7 +121,7 @@ def test_straight_through_top2_passes_gradient_to_the_two_leading_classes_only()
         straight_through(logits, False, grad="top-2")
 
 
-def test_straight_through_protect_spares_only_a_vanishing_class_and_is_the_softmax_otherwise():
+def test_straight_through_protect_spares_only_a_rare_class_drawn_too_little():
     torch.manual_seed(0)
     logits = torch.randn(3, 4, 6, 8)
     logits[:, 3] -= 5  # class 3 wins no pixel...
@@ -129,7 +129,7 @@ def test_straight_through_protect_spares_only_a_vanishing_class_and_is_the_softm
     logits.requires_grad_(True)
     upstream = torch.randn(3, 4, 6, 8)
     upstream[:, 3] += 3  # D would like class 3 even less than the others: the softmax drains it
-    share = torch.tensor([0.3, 0.3, 0.3, 0.1])
+    share = torch.tensor([0.33, 0.33, 0.32, 0.02])
     grads = {}
     for mode in ("softmax", "protect"):
         logits.grad = None
@@ -138,11 +138,14 @@ def test_straight_through_protect_spares_only_a_vanishing_class_and_is_the_softm
         (hard * upstream).sum().backward()
         grads[mode] = logits.grad.clone()
     soft, protect = grads["softmax"], grads["protect"]
-    assert soft[1:, 3].sum() > 0  # the reference's estimator lowers the vanishing class...
-    assert protect[1:, 3].max() <= 0  # ...protect never does, in the samples where it vanishes
-    assert torch.allclose(protect[0], soft[0], atol=1e-6)  # sample 0 draws it at its share: the plain softmax
+    assert soft[1:, 3].sum() > 0  # the reference's estimator lowers the rare class where it is missing...
+    assert protect[1:, 3].max() <= 0  # ...protect never does
+    assert torch.allclose(protect[0], soft[0], atol=1e-6)  # sample 0 draws it above its share: the plain softmax
     assert protect.sum(1).abs().max() < 1e-6
-    assert torch.allclose(straight_through(logits, False, grad="protect", share=torch.zeros(4)), hard)
+    logits.grad = None
+    (straight_through(logits, False, grad="protect", share=torch.tensor([0.02, 0.02, 0.02, 0.94])) * upstream
+     ).sum().backward()  # classes 0-2 drawn above their share, class 3 not rare: nothing is spared
+    assert torch.allclose(logits.grad, soft, atol=1e-6)
     with pytest.raises(ValueError, match="share"):
         straight_through(logits, False, grad="protect")
     with pytest.raises(ValueError, match="flip"):

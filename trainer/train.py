@@ -53,23 +53,25 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-VANISHING = 0.25  # "protect": a class is vanishing from a sample below this fraction of its training share
+RARE = 0.03  # "protect" spares object classes: under this share of the training pixels (a region class is not)
 
 
 class _ProtectedGrad(torch.autograd.Function):
     """Identity on the hard mask forward; backward, the softmax's gradient written as its pairwise terms,
-    p_j p_k (g_j - g_k) on class j against class k, with one change: in a sample where a class is vanishing (its
-    hard share below VANISHING x its training share) it is not pushed down at pixels it does not hold. There the
-    softmax lowers it wherever D wants another class to win more surely; summed over the frame that drains a class
-    which has lost its pixels, and it never comes back (experiment 17). Everywhere else the gradient is the
-    softmax's, so the masks keep the edges that D's widening push gives them (experiment 18)."""
+    p_j p_k (g_j - g_k) on class j against class k, with one change: a rare class (under RARE of the training
+    pixels) is not pushed down at pixels it does not hold in a sample that draws less of it than its training
+    share. There the softmax lowers it wherever D wants another class to win more surely; summed over the frame
+    that drains a small class which has lost its pixels, and it never comes back (experiment 17). Everywhere else
+    the gradient is the softmax's, so the masks keep the edges that D's widening push gives them (experiment 18).
+    Sparing only below a quarter of the share held the class at that quarter (experiment 18)."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, hard: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
         soft = torch.softmax(logits.detach().float(), dim=1)
         win = F.one_hot(soft.argmax(1), soft.shape[1]).permute(0, 3, 1, 2).bool()
-        vanishing = win.float().mean((2, 3), keepdim=True) < VANISHING * share.view(1, -1, 1, 1)
-        ctx.save_for_backward(soft, vanishing & ~win)
+        share = share.view(1, -1, 1, 1)
+        short = (win.float().mean((2, 3), keepdim=True) < share) & (share < RARE)
+        ctx.save_for_backward(soft, short & ~win)
         ctx.dtype = logits.dtype
         return hard
 
@@ -93,7 +95,7 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
     With the full softmax, D's wish that a pixel's winner win more surely lowers every other class there, so a
     rare class that lost its pixels early is pushed further down everywhere (docs/robustness/experiments.md
     section 17). grad="top2": the softmax over each pixel's two leading classes only. grad="protect" (needs
-    the training masks' class `share`): a class vanishing from a sample is not pushed down there
+    the training masks' class `share`): a rare class a sample draws too little of is not pushed down there
     (`_ProtectedGrad`)."""
     if grad not in MASK_GRADS:  # a library caller's typo must not train silently with another estimator
         raise ValueError(f"straight_through: grad must be one of {', '.join(MASK_GRADS)}, not {grad!r}")
