@@ -97,9 +97,9 @@ def _singan_options(precision: str) -> None:
                    "higher keeps rare classes more surely and draws them more along region edges).")
 @click.option("--mask-grad", type=click.Choice(["softmax", "top2", "protect"]), default=_T.mask_grad, show_default=True,
               help="How D's gradient reaches the mask logits: a softmax over all classes (the reference's), over "
-                   "each pixel's two leading classes (top2), or the softmax except that a class vanishing from a "
-                   "sample is not pushed down there (protect). The last two are experimental: they keep rare "
-                   "classes from draining away.")
+                   "each pixel's two leading classes (top2), or the softmax except that a rare class (< 3 % of the "
+                   "training pixels) is not pushed down in a sample that draws less of it than its training share "
+                   "(protect). The last two are experimental: they keep rare classes from draining away.")
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")
