@@ -66,8 +66,7 @@ class _ProtectedGrad(torch.autograd.Function):
     Sparing only below a quarter of the share held the class at that quarter (experiment 18)."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
-        soft = torch.softmax(logits.detach().float(), dim=1)
+    def forward(ctx, logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
         win = F.one_hot(soft.argmax(1), soft.shape[1]).permute(0, 3, 1, 2).bool()
         share = share.view(1, -1, 1, 1)
         short = (win.float().mean((2, 3), keepdim=True) < share) & (share < RARE)
@@ -82,7 +81,7 @@ class _ProtectedGrad(torch.autograd.Function):
         pair = (soft.unsqueeze(2) * soft.unsqueeze(1)) * (grad.unsqueeze(2) - grad.unsqueeze(1))  # [b, j, k, h, w]
         drop = spared.unsqueeze(2) & (pair > 0)  # j spared and pushed down against k
         keep = ~(drop | drop.transpose(1, 2))  # ...and k's matching raise, so every pixel still sums to 0
-        return (pair * keep).sum(2).to(ctx.dtype), None, None
+        return (pair * keep).sum(2).to(ctx.dtype), None, None, None
 
 
 MASK_GRADS = ("softmax", "top2", "protect")
@@ -107,7 +106,7 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
     if grad == "protect":
         if share is None:
             raise ValueError("straight_through: grad='protect' needs the training masks' class share")
-        return _ProtectedGrad.apply(logits, hard, share.to(logits.device, torch.float32))
+        return _ProtectedGrad.apply(logits, hard, soft.detach(), share.to(logits.device, torch.float32))
     if grad == "top2":
         values = logits.detach().float()
         second = values.topk(2, dim=1).values[:, 1:2]
