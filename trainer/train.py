@@ -95,7 +95,7 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
     rare class that lost its pixels early is pushed further down everywhere (docs/robustness/experiments.md
     section 17). grad="top2": the softmax over each pixel's two leading classes only. grad="protect" (needs
     the training masks' class `share`): a rare class a sample draws too little of is not pushed down there
-    (`_ProtectedGrad`)."""
+    (`_ProtectedGrad`); on a scene without a rare class it is the softmax, bit for bit."""
     if grad not in MASK_GRADS:  # a library caller's typo must not train silently with another estimator
         raise ValueError(f"straight_through: grad must be one of {', '.join(MASK_GRADS)}, not {grad!r}")
     soft = torch.softmax(logits.float(), dim=1)
@@ -106,7 +106,9 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
     if grad == "protect":
         if share is None:
             raise ValueError("straight_through: grad='protect' needs the training masks' class share")
-        return _ProtectedGrad.apply(logits, hard, soft.detach(), share.to(logits.device, torch.float32))
+        if bool((share < RARE).any()):
+            return _ProtectedGrad.apply(logits, hard, soft.detach(), share.to(logits.device, torch.float32))
+        # no rare class, nothing to spare: the softmax's own backward keeps training bit-identical to "softmax"
     if grad == "top2":
         values = logits.detach().float()
         second = values.topk(2, dim=1).values[:, 1:2]
