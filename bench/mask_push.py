@@ -20,7 +20,7 @@ import click
 import torch
 
 import trainer.train as T
-from trainer.config import TrainConfig
+from trainer.config import MASK_GRADS, TrainConfig
 from trainer.run import Run
 
 
@@ -34,7 +34,7 @@ def push(grad: torch.Tensor, c: int) -> float:
 @click.option("--class", "c", type=int, required=True, help="The class id to follow.")
 @click.option("--iters", type=click.IntRange(10), default=200, show_default=True)
 @click.option("--lambda-freq", type=float, default=None, help="Override the run's prior weight.")
-@click.option("--mask-grad", type=click.Choice(["softmax", "top2", "protect"]), default=None, help="Override the run's.")
+@click.option("--mask-grad", type=click.Choice(MASK_GRADS), default=None, help="Override the run's.")
 def main(run_dir: Path, c: int, iters: int, lambda_freq: float | None, mask_grad: str | None) -> None:
     torch.set_num_threads(1)
     run = Run.open(run_dir)

@@ -99,28 +99,6 @@ def test_straight_through_forward_is_one_hot_after_warmup():
     assert torch.equal(hard.argmax(1), logits.argmax(1))
 
 
-def test_straight_through_top2_passes_gradient_to_the_two_leading_classes_only():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 5, 4, 6, requires_grad=True)
-    upstream = torch.randn(2, 5, 4, 6)
-    for bernoulli in (True, False):
-        torch.manual_seed(1)
-        full = straight_through(logits, bernoulli)
-        torch.manual_seed(1)
-        top2 = straight_through(logits, bernoulli, grad="top2")
-        assert torch.equal(full, top2)  # the same hard mask forward
-        logits.grad = None
-        (top2 * upstream).sum().backward()
-        grad = logits.grad
-        leading = logits.detach().argsort(1, descending=True)[:, :2]
-        outside = torch.ones_like(grad, dtype=torch.bool).scatter(1, leading, False)
-        assert grad[outside].abs().max() == 0  # a class that is neither first nor second gets nothing
-        assert grad.gather(1, leading).abs().min() > 0
-        assert grad.sum(1).abs().max() < 1e-6  # it moves pixels between the two, never all logits at once
-    with pytest.raises(ValueError, match="top-2"):
-        straight_through(logits, False, grad="top-2")
-
-
 def test_straight_through_protect_spares_only_a_rare_class_drawn_too_little():
     torch.manual_seed(0)
     logits = torch.randn(3, 4, 6, 8)

@@ -148,7 +148,7 @@ def test_cpu_defaults_are_the_documented_recipe(scene, tmp_path):
     assert cfg["model"]["width_mult"] == 0.5 and cfg["train"]["lr_g"] == cfg["train"]["lr_d"] == 1e-4
     assert (cfg["train"]["save_every"], cfg["train"]["preview_every"]) == (500, 500)
     assert (cfg["train"]["lambda_freq"], cfg["train"]["ceiling"], cfg["train"]["floor"]) == (0.25, 4.0, 0.3)
-    assert cfg["train"]["mask_resize"] == "area"
+    assert cfg["train"]["mask_resize"] == "area" and cfg["train"]["mask_grad"] == "protect"
 
 
 def test_resuming_a_run_from_before_issue_11_keeps_its_training(scene, tmp_path):
@@ -158,7 +158,7 @@ def test_resuming_a_run_from_before_issue_11_keeps_its_training(scene, tmp_path)
     out = tmp_path / "run"
     assert fit([str(img), "--mask", str(mask), "--out", str(out), "--iters", "2", "--log-every", "1", *TINY]).exit_code == 0
     cfg = json.loads((out / "config.json").read_text())
-    for key in ("lambda_freq", "ceiling", "floor", "mask_resize", "check_every", "guard", "max_rollbacks"):
+    for key in ("lambda_freq", "mask_grad", "ceiling", "floor", "mask_resize", "check_every", "guard", "max_rollbacks"):
         del cfg["train"][key]
     (out / "config.json").write_text(json.dumps(cfg))
     res = CliRunner().invoke(main, ["resume", str(out), "--iters", "4", "-q"], catch_exceptions=False)
@@ -168,7 +168,13 @@ def test_resuming_a_run_from_before_issue_11_keeps_its_training(scene, tmp_path)
 
     old = TrainConfig.from_dict(cfg["train"])
     assert (old.lambda_freq, old.ceiling, old.floor, old.mask_resize) == (0.0, 0.0, 0.0, "nearest")
+    assert old.mask_grad == "softmax"
     assert old.guard and old.check_every == 100  # the guard itself is new for everyone
+    cfg["train"]["mask_grad"] = "top2"  # an experiment of an earlier version, removed again
+    (out / "config.json").write_text(json.dumps(cfg))
+    res = CliRunner().invoke(main, ["resume", str(out), "--iters", "6", "-q"])
+    assert res.exit_code == 1 and "mask_grad 'top2' is no longer supported" in res.output, res.output
+    assert "Traceback" not in res.output
 
 
 def test_one_corrupt_file_does_not_block_a_run(scene, tmp_path):

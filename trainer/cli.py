@@ -13,8 +13,8 @@ import click
 from zoo.errors import OneLineErrors, UserError, log_to_stderr, user_errors
 from zoo.sizes import parse_hw
 
-from .config import (RECIPES, REFERENCE_EMA, REFERENCE_ITERS, REFERENCE_WARMUP, SINGAN_RECIPE, ConfigError, TrainConfig,
-                     auto_config)
+from .config import (MASK_GRADS, RECIPES, REFERENCE_EMA, REFERENCE_ITERS, REFERENCE_WARMUP, SINGAN_RECIPE, ConfigError,
+                     TrainConfig, auto_config)
 from .data import load_scene, to_training_arrays
 
 # config.json goes last: it is what marks the folder as a run, so an overwrite killed half-way leaves a folder that
@@ -95,11 +95,11 @@ def _singan_options(precision: str) -> None:
 @click.option("--lambda-freq", type=click.FloatRange(0), default=_T.lambda_freq, show_default=True,
               help="Class-frequency prior: pulls the generated class shares towards the training masks' (0: off; "
                    "higher keeps rare classes more surely and draws them more along region edges).")
-@click.option("--mask-grad", type=click.Choice(["softmax", "top2", "protect"]), default=_T.mask_grad, show_default=True,
-              help="How D's gradient reaches the mask logits: a softmax over all classes (the reference's), over "
-                   "each pixel's two leading classes (top2), or the softmax except that a rare class (< 3 % of the "
-                   "training pixels) is not pushed down in a sample that draws less of it than its training share "
-                   "(protect). The last two are experimental: they keep rare classes from draining away.")
+@click.option("--mask-grad", type=click.Choice(MASK_GRADS), default=_T.mask_grad, show_default=True,
+              help="How D's gradient reaches the mask logits: the softmax over all classes (softmax, the "
+                   "reference's), or the same except that a rare class (< 3 % of the training pixels) is not pushed "
+                   "down in a sample that draws less of it than its training share (protect: keeps a rare class "
+                   "from draining away; on a scene without one it is the softmax).")
 @click.option("--presence-floor", type=click.FloatRange(0, 1), default=_T.presence_floor, show_default=True,
               help="Every sample should draw at least this share of each rare class's smallest share in a "
                    "training frame; rare: < 3 % of the training pixels (weighted by --lambda-freq; 0: off).")

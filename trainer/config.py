@@ -35,8 +35,10 @@ RECIPES = {
 # --arch singan: the paper's settings on every device (iterations per scale); no CPU recipe has been measured
 SINGAN_RECIPE = {"max_size": 250, "width": 1.0, "iters": 2000, "lr": 5e-4, "save_every": 500, "preview_every": 500}
 REFERENCE_ITERS, REFERENCE_WARMUP, REFERENCE_EMA = 100_000, 15_000, 0.9999
+MASK_GRADS = ("protect", "softmax")  # trainer.train.straight_through's estimators
 # settings that runs from before issue 11 did not record, with the values they were trained with
-LEGACY = {"lambda_freq": 0.0, "presence_floor": 0.0, "ceiling": 0.0, "floor": 0.0, "mask_resize": "nearest"}
+LEGACY = {"lambda_freq": 0.0, "mask_grad": "softmax", "presence_floor": 0.0, "ceiling": 0.0, "floor": 0.0,
+          "mask_resize": "nearest"}
 
 
 @dataclass
@@ -66,7 +68,9 @@ class TrainConfig:
     # class-frequency prior: TV of the fake batch's hard class shares vs the training's; at 1.0 it drew small classes
     # along region edges (docs/robustness/experiments.md sections 15-16)
     lambda_freq: float = 0.25
-    mask_grad: str = "softmax"  # D's gradient into the mask logits: "softmax", "top2" or "protect" (experiments 17-18)
+    # D's gradient into the mask logits: "protect" (the softmax's, but a rare class a sample under-draws is not
+    # drained, experiments 17-19) or "softmax" (the reference's)
+    mask_grad: str = "protect"
     presence_floor: float = 0.0  # each fake sample draws >= this x each rare class's smallest share in a frame
     ceiling: float = 4.0  # activation bounds (generator.activation_bounds): |block output| above this is penalised
     floor: float = 0.3  # ...and a latent-dependent share of it below this; 0 and 0 turn them off
@@ -75,7 +79,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """A run's config.json; runs written before a setting existed keep the behaviour they were trained with."""
-        return cls(**{**LEGACY, **d})
+        cfg = cls(**{**LEGACY, **d})
+        if cfg.mask_grad not in MASK_GRADS:  # "top2" and "flip" were experiments, removed again (experiments.md 17-18)
+            raise ConfigError(f"mask_grad {cfg.mask_grad!r} is no longer supported; use one of {', '.join(MASK_GRADS)}")
+        return cfg
 
     def resolved(self) -> "TrainConfig":
         warm = self.bernoulli_warmup

@@ -28,7 +28,7 @@ from zoo.versions import versions
 from .augment import augment
 from .checkpoint import (atomic_save_tensors, guard_state, is_healthy, list_checkpoints, load_checkpoint,
                          newest_loadable, save_checkpoint)
-from .config import ConfigError, ModelConfig, TrainConfig
+from .config import MASK_GRADS, ConfigError, ModelConfig, TrainConfig
 from .discriminator import Discriminator
 from .feature_aug import FeatureAugment
 from .generator import SN_VECTORS, Generator, refresh_spectral_norms
@@ -84,18 +84,15 @@ class _ProtectedGrad(torch.autograd.Function):
         return (pair * keep).sum(2).to(ctx.dtype), None, None, None
 
 
-MASK_GRADS = ("softmax", "top2", "protect")
-
-
 def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax",
                      share: torch.Tensor | None = None) -> torch.Tensor:
     """Hard mask in the forward pass, gradients of the softmax in the backward pass.
 
     With the full softmax, D's wish that a pixel's winner win more surely lowers every other class there, so a
     rare class that lost its pixels early is pushed further down everywhere (docs/robustness/experiments.md
-    section 17). grad="top2": the softmax over each pixel's two leading classes only. grad="protect" (needs
-    the training masks' class `share`): a rare class a sample draws too little of is not pushed down there
-    (`_ProtectedGrad`); on a scene without a rare class it is the softmax, bit for bit."""
+    section 17). grad="protect" (the trainer's default; needs the training masks' class `share`): a rare class a
+    sample draws too little of is not pushed down there (`_ProtectedGrad`); on a scene without a rare class it is
+    the softmax, bit for bit."""
     if grad not in MASK_GRADS:  # a library caller's typo must not train silently with another estimator
         raise ValueError(f"straight_through: grad must be one of {', '.join(MASK_GRADS)}, not {grad!r}")
     soft = torch.softmax(logits.float(), dim=1)
@@ -109,10 +106,6 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
         if bool((share < RARE).any()):
             return _ProtectedGrad.apply(logits, hard, soft.detach(), share.to(logits.device, torch.float32))
         # no rare class, nothing to spare: the softmax's own backward keeps training bit-identical to "softmax"
-    if grad == "top2":
-        values = logits.detach().float()
-        second = values.topk(2, dim=1).values[:, 1:2]
-        soft = torch.softmax(logits.float().masked_fill(values < second, -1e4), dim=1)
     return hard - soft.detach() + soft
 
 
