@@ -252,3 +252,25 @@ def test_a_read_only_run_folder_is_one_line(scene, tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["fit", str(img), "--mask", str(mask), "--out", str(tmp_path / "run"),
                                     "--iters", "2", *TINY])
     assert res.exit_code == 1 and "cannot write the run folder (Read-only file system)" in res.output, res.output
+
+
+def test_a_rare_class_trains_through_the_protected_gradient_with_a_host_share(tmp_path, monkeypatch):
+    """`protect` spares a class under 3 % of the training pixels; the trainer hands straight_through a host copy
+    of the class shares so that the per-step rare-class test never waits for a GPU."""
+    import trainer.train as train
+    from conftest import save_palette_mask, scene_arrays
+
+    img, mask = scene_arrays()
+    mask[mask == 2] = 0
+    mask[2:6, 2:6] = 2  # 16 of 3,840 pixels: 0.4 %
+    Image.fromarray(img).save(tmp_path / "scene.png")
+    save_palette_mask(tmp_path / "mask.png", mask)
+    shares, protected = [], []
+    real_st, real_apply = train.straight_through, train._ProtectedGrad.apply
+    monkeypatch.setattr(train, "straight_through", lambda *a, **k: shares.append(a[3]) or real_st(*a, **k))
+    monkeypatch.setattr(train._ProtectedGrad, "apply", lambda *a: protected.append(1) or real_apply(*a))
+    res = fit([str(tmp_path / "scene.png"), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "run"),
+               "--iters", "2", *TINY])
+    assert res.exit_code == 0, res.output
+    assert len(shares) == len(protected) == 2 and all(s.device.type == "cpu" for s in shares)
+    assert float(shares[0][2]) < train.RARE

@@ -103,8 +103,9 @@ def straight_through(logits: torch.Tensor, bernoulli: bool, grad: str = "softmax
     if grad == "protect":
         if share is None:
             raise ValueError("straight_through: grad='protect' needs the training masks' class share")
-        if bool((share < RARE).any()):
-            return _ProtectedGrad.apply(logits, hard, soft.detach(), share.to(logits.device, torch.float32))
+        if bool((share < RARE).any()):  # the trainer passes a host copy: no GPU sync here in every step
+            return _ProtectedGrad.apply(logits, hard, soft.detach(),
+                                        share.to(logits.device, torch.float32, non_blocking=True))
         # no rare class, nothing to spare: the softmax's own backward keeps training bit-identical to "softmax"
     return hard - soft.detach() + soft
 
@@ -141,6 +142,7 @@ class Trainer:
             ids = torch.from_numpy(masks.astype(np.int64)).to(self.device)
             self.real_masks = F.one_hot(ids, model_cfg.num_classes).permute(0, 3, 1, 2).float()
             self.class_share = self.real_masks.mean((0, 2, 3))
+            self.class_share_host = self.class_share.cpu()  # straight_through's per-step rare-class test
             self.class_floor = presence_floor_shares(self.real_masks, train_cfg.presence_floor)
         u8 = np.clip(np.round((images.transpose(0, 2, 3, 1) + 1) * 127.5), 0, 255).astype(np.uint8)
         self.probe = Probe(u8, masks, model_cfg.num_classes, model_cfg.noise_dim, train_cfg.seed)
@@ -170,7 +172,7 @@ class Trainer:
             fake_mask = None
             if mc.has_masks:
                 fake_mask = straight_through(out.mask_logits, self.iteration < tc.bernoulli_warmup, tc.mask_grad,
-                                             self.class_share)
+                                             self.class_share_host)
             d_out = self.D(*augment(fake_pyr, fake_mask, tc.aug_prob), mask_resize=tc.mask_resize)
             loss_adv, _ = adversarial(d_out, True, n_blocks, d_out.small_mask)
             zero = torch.zeros((), device=self.device)
