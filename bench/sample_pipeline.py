@@ -1,8 +1,8 @@
 """Where `runtime sample`'s time goes on a small scene, and what batches in flight change (issue 14, part 3).
 
 Interleaved repetitions, medians (min-max for the noise), all in this one run:
-- per-sample costs on one core: the RGB image PNG (Pillow, as written; imagecodecs' libpng with a fixed Paeth
-  filter and Huffman-only coding, for comparison, if installed), the palette mask PNG, and writing one file
+- per-sample costs on one core: the RGB image PNG (Pillow with Huffman-only coding, as written before, against
+  runtime.writer.image_png_bytes, as now), the palette mask PNG, and writing one file
   (zoo.files.atomic_write without fsync, as before, against zoo.files.write_whole, as now);
 - model only (Sampler.iter_batches over COUNT samples, nothing written) and end to end (`runtime sample`'s
   sample_to_folder writing PNG pairs into --dir) with one batch in flight (as before) and two (as now), with the
@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -59,26 +60,27 @@ def per_item_ms(fn, items, reps: int = 7) -> list[float]:
 def encoder_costs(sampler, folder: Path) -> list[tuple[str, list[float], str]]:
     from PIL import Image
 
-    from runtime.writer import flat_palette, mask_png_bytes, png_bytes
+    from runtime.writer import flat_palette, image_png_bytes, mask_png_bytes
     from zoo import files
 
     images, masks = sampler.sample(indices=np.arange(64), seed=0)
     palette = flat_palette(sampler.entry.palette)
-    rows = [("image PNG, Pillow (level 1, Huffman only)", per_item_ms(lambda a: png_bytes(Image.fromarray(a), 1), images),
-             f"{np.mean([len(png_bytes(Image.fromarray(a), 1)) for a in images]) / 1024:.1f} KiB")]
-    try:
-        import imagecodecs
 
-        def ic(a):
-            return imagecodecs.png_encode(a, level=1, strategy=2, filter=128)
-        same = all(np.array_equal(np.asarray(Image.open(io.BytesIO(ic(a)))), a) for a in images)
-        rows.append(("image PNG, imagecodecs (Paeth, Huffman only)", per_item_ms(ic, images),
-                     f"{np.mean([len(ic(a)) for a in images]) / 1024:.1f} KiB, same pixels: {same}"))
-    except ImportError:
-        rows.append(("image PNG, imagecodecs", [], "not installed"))
+    def pillow(a):   # what the runtime wrote before: Pillow, adaptive row filters, Huffman-only coding
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG", compress_level=1, compress_type=zlib.Z_HUFFMAN_ONLY)
+        return buf.getvalue()
+
+    def kib(fn):
+        same = all(np.array_equal(np.asarray(Image.open(io.BytesIO(fn(a)))), a) for a in images)
+        return f"{np.mean([len(fn(a)) for a in images]) / 1024:.1f} KiB, same pixels: {same}"
+
+    rows = [("image PNG, Pillow (before: adaptive, Huffman only)", per_item_ms(pillow, images), kib(pillow)),
+            ("image PNG, image_png_bytes (now: Paeth, Huffman)", per_item_ms(lambda a: image_png_bytes(a, 1), images),
+             kib(lambda a: image_png_bytes(a, 1)))]
     if masks is not None:
         rows.append(("mask PNG (palette), Pillow", per_item_ms(lambda m: mask_png_bytes(m, palette, 1), masks), ""))
-    data = png_bytes(Image.fromarray(images[0]), 1)
+    data = image_png_bytes(images[0], 1)
     counter = iter(range(10 ** 9))
     old = lambda _: files.atomic_write(folder / f"a{next(counter)}.png", data, durable=False)  # noqa: E731
     new = lambda _: files.write_whole(folder / f"w{next(counter)}.png", data)  # noqa: E731

@@ -21,12 +21,24 @@ class ExportError(UserError):
     """Something about a model or an export request that makes the export impossible."""
 
 
-# How exported graphs upsample (trainer/resampling.py has the forms). Measured with onnxruntime 1.2x on this
-# project's CPUs, 192x320 reference widths, 3 classes, batch 8, trainings paused, 7 interleaved runs (docs/performance.md):
-# - "phases" (4 taps per output pixel): fp32 30.2 samples/s against 25.1 for "resize"; the float graphs use it;
-# - "resize" (nearest resize + 3x3 conv, 9 taps): int8 49.2 against 48.0 for phases, whose selector stays float
-#   in QDQ graphs; int8 variants are quantized from it. The torch backend keeps it too (PyTorch runs it well).
-UPSAMPLING = ("phases", "resize")
+# How exported graphs upsample (trainer/resampling.py has the forms). Measured with bench/onnx_ab.py the way the CPU
+# sampler runs them, 192x320 reference widths, 3 classes, 2 cores (docs/performance.md):
+# - "phases" (4 taps per output pixel, the phases put in place by a 0/1 grouped ConvTranspose): fp32 1.38x the
+#   resize form's samples/s; the fp32 graphs use it;
+# - "phases-nhwc" (the same taps, the phases put in place by Slice/Concat/Transpose in channels-last layout): int8
+#   1.33x the resize form's (onnxruntime keeps ConvTranspose in float inside QDQ graphs, but moves these ops in
+#   uint8), fp32 0.85x the phases form's; int8 variants are quantized from it;
+# - "resize" (nearest resize + 3x3 conv, 9 taps): the torch backend's (PyTorch runs it well).
+UPSAMPLING = ("phases", "phases-nhwc", "resize")
+
+
+def remove_spectral_norms(G: Generator) -> Generator:
+    """G itself, every spectral norm replaced by the plain weight it computes now."""
+    for module in G.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, SpectralNorm):
+                torch.nn.utils.remove_spectral_norm(module)
+    return G
 
 
 def fold_spectral_norm(G: Generator, *, upsampling: str = "resize") -> Generator:
@@ -34,35 +46,52 @@ def fold_spectral_norm(G: Generator, *, upsampling: str = "resize") -> Generator
     u and v, no further power iteration: the eval-mode function), and the upsampling convs in the given form."""
     if upsampling not in UPSAMPLING:
         raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
-    G = copy.deepcopy(G).eval()
-    for module in G.modules():
-        for hook in list(module._forward_pre_hooks.values()):
-            if isinstance(hook, SpectralNorm):
-                torch.nn.utils.remove_spectral_norm(module)
+    G = remove_spectral_norms(copy.deepcopy(G).eval())
     for block in G.body:
         if isinstance(block.conv1, UpsampleConv):
-            block.conv1 = block.conv1.phased() if upsampling == "phases" else block.conv1.unfused()
+            block.conv1 = (block.conv1.unfused() if upsampling == "resize"
+                           else block.conv1.phased(interleave="nhwc" if upsampling == "phases-nhwc" else "selector"))
     return G.requires_grad_(False)
 
 
+def merged_heads(G: Generator) -> nn.Conv2d:
+    """The last RGB conv and the mask conv as one conv with 3 + M outputs (image channels first): both read the
+    last block's map, and onnxruntime pads every conv's outputs to its 8- or 16-channel block, so two 3-channel
+    heads cost as much as two 16-channel convs at full resolution (12 % of the fp32 graph's time and 18 % of the
+    int8 graph's, which keeps the heads in float, at 192x320 reference widths, 3 classes)."""
+    rgb, mask = G.rgb_converters[-1], G.mask_converter
+    conv = nn.Conv2d(rgb.in_channels, 3 + mask.out_channels, 3, padding=1).to(rgb.weight.device, rgb.weight.dtype)
+    conv.load_state_dict({"weight": torch.cat([rgb.weight, mask.weight]), "bias": torch.cat([rgb.bias, mask.bias])})
+    return conv.requires_grad_(False)
+
+
 class SamplerGraph(nn.Module):
-    """z (B, noise_dim, gh, gw) float32 -> image (B, H, W, 3) uint8, mask (B, H, W) uint8 [, probs (B, M, H, W)]."""
+    """z (B, noise_dim, gh, gw) float32 -> image (B, H, W, 3) uint8, mask (B, H, W) uint8 [, probs (B, M, H, W)].
+    G: a generator from fold_spectral_norm (plain weights)."""
 
     def __init__(self, G: Generator, probabilities: bool = False, dtype: torch.dtype = torch.float32):
         super().__init__()
+        if any(isinstance(h, SpectralNorm) for m in G.modules() for h in m._forward_pre_hooks.values()):
+            raise ValueError("SamplerGraph needs plain weights: pass fold_spectral_norm(G)")
         self.G = G.to(dtype)
         self.dtype = dtype
         self.probabilities = probabilities and G.cfg.has_masks
+        self.heads = merged_heads(self.G) if G.cfg.has_masks else None
 
     def forward(self, z: torch.Tensor):
         """dtype: weights and arithmetic inside (fp16/bf16 for GPUs); the latent comes in as float32 and the
         post-processing runs in float32."""
-        out = self.G.synthesize(self.G.grid_features(z.to(self.dtype)), n_rgb=1)
-        image, mask = to_uint8(out.images[-1], out.mask_logits)
-        if mask is None:
-            return (image,)
+        if self.heads is None:
+            out = self.G.synthesize(self.G.grid_features(z.to(self.dtype)), n_rgb=1)
+            return (to_uint8(out.images[-1], None)[0],)
+        x = self.G.grid_features(z.to(self.dtype))
+        for block in self.G.body:
+            x = block(x)
+        out = self.heads(x)
+        logits = out[:, 3:]
+        image, mask = to_uint8(torch.tanh(out[:, :3]), logits)
         if self.probabilities:
-            return image, mask, F.softmax(out.mask_logits.float(), dim=1)
+            return image, mask, F.softmax(logits.float(), dim=1)
         return image, mask
 
 

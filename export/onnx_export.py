@@ -13,7 +13,7 @@ import onnx
 import torch
 
 from runtime.latents import latent_grid
-from trainer.generator import Generator
+from trainer.generator import Generator, to_uint8
 from zoo.files import atomic_write
 from zoo.sessions import open_session
 
@@ -114,8 +114,8 @@ def compare(ref: list[np.ndarray], got: list[np.ndarray]) -> Agreement:
 @torch.no_grad()
 def torch_outputs(G: Generator, z: np.ndarray) -> list[np.ndarray]:
     """The PyTorch model (spectral-norm hooks in eval mode, not folded) through the same post-processing."""
-    graph = SamplerGraph(G.eval())
-    return [t.numpy() for t in graph(torch.from_numpy(z))]
+    out = G.eval().synthesize(G.grid_features(torch.from_numpy(z)), n_rgb=1)
+    return [t.numpy() for t in to_uint8(out.images[-1], out.mask_logits) if t is not None]
 
 
 def latents(rng: np.random.Generator, batch: int, noise_dim: int, grid: tuple[int, int]) -> np.ndarray:

@@ -165,8 +165,8 @@ def write_entry(G: Generator, out: Path, classes: dict, training: dict, *, preci
             f"worst {report['worst']} ({time.perf_counter() - t0:.1f} s)")
         config["files"][ONNX_FILES["fp32"]] = {"precision": "fp32", "parity_vs_torch": report["worst"]}
         if "int8" in precisions:
-            # quantized from the resize-form graph (export.graph.UPSAMPLING), measured against the fp32 it ships with
-            source = to_onnx_bytes(G, probabilities, upsampling="resize")
+            # quantized from the phases-nhwc graph (export.graph.UPSAMPLING), measured against the fp32 it ships with
+            source = to_onnx_bytes(G, probabilities, upsampling="phases-nhwc")
             data, quality = int8_variant(source, grid_feed(G.cfg.noise_dim, grid), str(out / ONNX_FILES["int8"]),
                                          has_masks=G.cfg.has_masks, reference=fp32)
             (stage / ONNX_FILES["int8"]).write_bytes(data)

@@ -45,7 +45,7 @@ def main() -> None:
               help="png: images/ + masks/ + metadata.jsonl; webdataset: tar shards; npz: raw array shards.")
 @click.option("--mask-preview", is_flag=True, help="Also write coloured masks to previews/.")
 @click.option("--png-compression", type=click.IntRange(0, 9), default=1, show_default=True,
-              help="0 = none; 1 = fast (images: Huffman only, about zlib level 6's size); 2-9 = zlib levels.")
+              help="0 = none; 1 = fast (images: Paeth rows, Huffman only, about zlib level 6's size); 2-9 = zlib levels.")
 @click.option("--workers", type=click.IntRange(0, 256), default=None,
               help="Encoding processes [CPU count]; 0 = one thread in this process.")
 @click.option("--drop-worst", type=float, default=0.0, show_default=True, metavar="FRACTION",

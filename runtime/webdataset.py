@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .writer import mask_png_bytes, png_bytes
+from .writer import image_png_bytes, mask_png_bytes
 
 
 def decode_mask(data: bytes) -> np.ndarray:
@@ -32,7 +32,7 @@ def shard_bytes(indices, images: np.ndarray, masks: np.ndarray | None, palette: 
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for k, index in enumerate(indices):
             key = f"{int(index):09d}"
-            files = [(f"{key}.png", png_bytes(Image.fromarray(images[k]), compress_level))]
+            files = [(f"{key}.png", image_png_bytes(images[k], compress_level))]
             if masks is not None:
                 files.append((f"{key}.mask.png", mask_png_bytes(masks[k], palette, compress_level)))
             for name, data in files:

@@ -68,6 +68,7 @@ def test_onnx_is_self_contained_checked_and_dynamic(entry):
     groups = [next(a.i for a in n.attribute if a.name == "group") for n in transposed]
     blocks = json.loads((entry / "config.json").read_text())["model"]["g_blocks"]
     assert len(transposed) == blocks - 1 and all(g > 1 for g in groups)   # every block but the first upsamples
+    assert len(quantize._head_convs(model)) == 1   # the RGB and mask heads are one conv (export.graph.merged_heads)
 
 
 def test_parity_across_grids_and_batches(run_dir):
@@ -122,7 +123,7 @@ def test_int8_quality_is_measured_and_enforced(run_dir, tmp_path, monkeypatch):
     G, _ = Run.open(run_dir).ema_generator()
     with torch.no_grad():  # a decisive mask head, as a trained model has; a 3-step one is near a tie everywhere
         G.mask_converter.weight.mul_(40)
-    fp32 = onnx_export.to_onnx_bytes(G, upsampling="resize")   # what the writer quantizes
+    fp32 = onnx_export.to_onnx_bytes(G, upsampling="phases-nhwc")   # what the writer quantizes
     data, quality = quantize.int8_variant(fp32, quantize.grid_feed(64, (3, 5)), "x", has_masks=True,
                                           reference=onnx_export.to_onnx_bytes(G))
     assert quality["mask_agreement"] >= 0.97 and quality["mean_pixel_delta"] < 10
@@ -130,7 +131,14 @@ def test_int8_quality_is_measured_and_enforced(run_dir, tmp_path, monkeypatch):
     assert sum(n.op_type == "QuantizeLinear" for n in qmodel.graph.node) > 5
     assert "ConvTranspose" not in {n.op_type for n in qmodel.graph.node}   # every upsampling conv is quantized
     heads = quantize._head_convs(onnx.load_from_string(fp32))
-    assert len(heads) == 2  # final RGB and mask convs stay in float
+    assert len(heads) == 1  # the final RGB and mask conv stays in float
+    produced_by = {o: n for n in qmodel.graph.node for o in n.output}
+    head = next(n for n in qmodel.graph.node if n.name == heads[0])
+    assert head.input[1] not in produced_by   # its weights are a float initializer, not a DequantizeLinear
+    # the phases' data movement is quantized: every interleaving Transpose reads a DequantizeLinear's output
+    moves = [n for n in qmodel.graph.node if n.op_type == "Transpose" and len(n.input) == 1
+             and produced_by.get(n.input[0]) is not None and produced_by[n.input[0]].op_type == "DequantizeLinear"]
+    assert len(moves) >= 3 * (G.cfg.g_blocks - 1)   # into channels-last, the interleave, back
     monkeypatch.setattr(quantize, "MIN_INT8_MASK_AGREEMENT", 1.01)
     with pytest.raises(ExportError, match="int8 mask agreement"):
         quantize.int8_variant(fp32, quantize.grid_feed(64, (3, 5)), "x", has_masks=True)

@@ -177,14 +177,15 @@ def test_fused_resampling_convs_equal_the_unfused_pairs(size):
 
 @pytest.mark.parametrize("size", [(8, 10), (7, 9), (1, 5), (1, 1)])
 def test_the_export_forms_of_the_upsampling_conv_are_the_same_function(size):
-    """UpsampleConv's exported forms, unfused (resize + conv3x3) and phased (2x2 phase conv + 0/1 grouped
-    transposed conv), equal it in float64: the phase kernels, their padding and the selector's placement."""
+    """UpsampleConv's exported forms, unfused (resize + conv3x3) and phased (2x2 phase conv, then a 0/1 grouped
+    transposed conv or slices and a transpose in channels-last layout), equal it in float64: the phase kernels,
+    their padding and the placement of every phase."""
     torch.manual_seed(0)
     fused = UpsampleConv(6, 5).double()
     x = torch.randn(2, 6, *size, dtype=torch.float64)
     with torch.no_grad():
         ref = fused(x)
-        for form in (fused.unfused(), fused.phased()):
+        for form in (fused.unfused(), fused.phased(), fused.phased(interleave="nhwc")):
             out = form.double()(x)
             assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-6)   # the forms hold float32 weights
 

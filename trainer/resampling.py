@@ -7,10 +7,11 @@
   whose kernel is the 3x3 kernel box-filtered: 4 instead of 9 MACs per input pixel and no full-resolution
   output.
 
-For exported graphs the upsampling pair has two more forms (UpsampleConv.unfused / .phased, export/graph.py says
-which graph uses which): the plain pair, and the 4-tap phase form that onnxruntime runs fast in fp32 (one 2x2 conv
-giving the four output phases of each channel, then a grouped stride-2 transposed conv with 0/1 weights that puts
-every phase value in its pixel: data movement, not arithmetic).
+For exported graphs the upsampling pair has more forms (UpsampleConv.unfused / .phased, export/graph.py says
+which graph uses which): the plain pair, and two 4-tap phase forms, one 2x2 conv giving the four output phases of
+each channel, then data movement, not arithmetic, that puts every phase value in its pixel: in fp32 a grouped
+stride-2 transposed conv with 0/1 weights (onnxruntime's fastest way there), in int8 slices, a concat and a
+transpose in channels-last layout (ops onnxruntime runs on uint8 next to its channels-last int8 convs).
 
 Both keep nn.Conv2d's parameters (a (out, in, 3, 3) weight and a bias), so state-dict keys, spectral norm
 (applied to the 3x3 weight as before) and reference checkpoints are unchanged; the fused kernel is built
@@ -64,18 +65,35 @@ def phase_selector(channels: int) -> torch.Tensor:
 
 class PhaseUpsampleConv(nn.Module):
     """conv3x3(nearest_upsample_x2(x)) with 4 MACs per output pixel (plus a one-pixel border) in ops that
-    onnxruntime's CPU kernels run at full speed: Conv and a grouped ConvTranspose that only moves values."""
+    onnxruntime's CPU kernels run at full speed. interleave: how the phases reach their pixels,
+    "selector" (a grouped ConvTranspose that only moves values, fp32) or "nhwc" (Slice, Concat, Transpose in
+    channels-last layout, which onnxruntime keeps in uint8 inside QDQ graphs)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, *, interleave: str = "selector"):
         super().__init__()
         out, cin = weight.shape[:2]
+        kernels, biases = phase_kernels(weight), bias.repeat_interleave(4)
+        if interleave == "nhwc":   # phase-major channels (p * out + c): each phase one contiguous channel range
+            kernels = kernels.reshape(out, 4, cin, 2, 2).transpose(0, 1).reshape(4 * out, cin, 2, 2)
+            biases = bias.repeat(4)
+        elif interleave != "selector":
+            raise ValueError(f"interleave must be selector or nhwc, got {interleave!r}")
         self.conv = nn.Conv2d(cin, 4 * out, 2, padding=1).to(weight.device)
-        self.conv.load_state_dict({"weight": phase_kernels(weight), "bias": bias.repeat_interleave(4)})
-        self.register_buffer("select", phase_selector(out).to(weight.device))
-        self.channels = out
+        self.conv.load_state_dict({"weight": kernels, "bias": biases})
+        if interleave == "selector":
+            self.register_buffer("select", phase_selector(out).to(weight.device))
+        self.channels, self.interleave = out, interleave
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv_transpose2d(self.conv(x), self.select, stride=2, padding=1, groups=self.channels)
+        phases = self.conv(x)
+        if self.interleave == "selector":
+            return F.conv_transpose2d(phases, self.select, stride=2, padding=1, groups=self.channels)
+        n, _, h, w = x.shape
+        c = self.channels
+        p = phases.permute(0, 2, 3, 1)
+        y = torch.cat([p[:, a:a + h, b:b + w, k * c:(k + 1) * c] for k, (a, b) in enumerate(PHASES)], -1)
+        y = y.reshape(n, h, w, 2, 2, c).permute(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c)
+        return y.permute(0, 3, 1, 2)
 
 
 def pool_kernel(weight: torch.Tensor) -> torch.Tensor:
@@ -95,16 +113,16 @@ class UpsampleConv(nn.Conv2d):
         return F.conv_transpose2d(x, upsample_kernel(self.weight), self.bias, stride=2, padding=1)
 
     def unfused(self) -> nn.Sequential:
-        """The same function as nearest upsampling + a plain 3x3 conv, for the graph int8 variants are quantized
-        from: onnxruntime runs ConvTranspose in float even inside int8 (QDQ) graphs (the fused form made the int8
-        sampler ~1.6x slower, the phase form no faster), while it quantizes Resize + Conv."""
+        """The same function as nearest upsampling + a plain 3x3 conv (the torch sampling backend's form: PyTorch
+        runs it well). Not for int8 graphs of the fused form: onnxruntime runs ConvTranspose in float even inside
+        QDQ graphs (the fused form made the int8 sampler ~1.6x slower)."""
         conv = nn.Conv2d(self.in_channels, self.out_channels, 3, padding=1).to(self.weight.device)
         conv.load_state_dict({"weight": self.weight.detach(), "bias": self.bias.detach()})
         return nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), conv)
 
-    def phased(self) -> PhaseUpsampleConv:
-        """The same function in the 4-tap phase form, for exported float graphs."""
-        return PhaseUpsampleConv(self.weight.detach(), self.bias.detach())
+    def phased(self, *, interleave: str = "selector") -> PhaseUpsampleConv:
+        """The same function in a 4-tap phase form, for exported graphs."""
+        return PhaseUpsampleConv(self.weight.detach(), self.bias.detach(), interleave=interleave)
 
 
 class ConvPool(nn.Conv2d):
