@@ -22,12 +22,12 @@ class ExportError(UserError):
 
 
 # How exported graphs upsample (trainer/resampling.py has the forms). Measured with bench/onnx_ab.py the way the CPU
-# sampler runs them, 192x320 reference widths, 3 classes, 2 cores (docs/performance.md):
-# - "phases" (4 taps per output pixel, the phases put in place by a 0/1 grouped ConvTranspose): fp32 1.38x the
-#   resize form's samples/s; the fp32 graphs use it;
+# sampler runs them, 192x320 reference widths, 3 classes, 2 cores, samples/s (docs/performance.md):
+# - "phases" (4 taps per output pixel, the phases put in place by a 0/1 grouped ConvTranspose): fp32 31.5 against
+#   22.9 for the resize form with two heads (24.4 with one); the fp32 graphs use it;
 # - "phases-nhwc" (the same taps, the phases put in place by Slice/Concat/Transpose in channels-last layout): int8
-#   1.33x the resize form's (onnxruntime keeps ConvTranspose in float inside QDQ graphs, but moves these ops in
-#   uint8), fp32 0.85x the phases form's; int8 variants are quantized from it;
+#   69.2 against 46.4 for the resize form (onnxruntime keeps ConvTranspose in float inside QDQ graphs, but moves
+#   these ops in uint8), fp32 27.1; int8 variants are quantized from it;
 # - "resize" (nearest resize + 3x3 conv, 9 taps): the torch backend's (PyTorch runs it well).
 UPSAMPLING = ("phases", "phases-nhwc", "resize")
 

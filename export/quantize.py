@@ -41,7 +41,7 @@ class _Calibration:
 
 HEAD_OPS = {"Tanh", "ArgMax", "Softmax", "ArgMin"}
 # Data movement after a conv (the phases-nhwc upsampling, export.graph.UPSAMPLING) is quantized with the convs:
-# onnxruntime then moves uint8 instead of float there (int8 1.22x -> 1.33x the resize form's samples/s, 192x320).
+# onnxruntime then moves uint8 instead of float there (192x320 reference widths: 58.4 -> 69.2 samples/s).
 MOVES = {"Slice", "Concat", "Transpose", "Reshape"}
 
 
