@@ -39,6 +39,9 @@ def png_bytes(img: Image.Image, compress_level: int) -> bytes:
     return buf.getvalue()
 
 
+PAETH_ROWS = 256   # rows filtered at a time
+
+
 def image_png_bytes(rgb: np.ndarray, compress_level: int) -> bytes:
     """PNG of a sampled (H, W, 3) uint8 image. Level 1 (the default) writes every row with the Paeth filter and
     zlib's Huffman-only coding: after the row filter, LZ77 finds almost nothing in sampled images, so it gives about
@@ -50,14 +53,17 @@ def image_png_bytes(rgb: np.ndarray, compress_level: int) -> bytes:
         return png_bytes(Image.fromarray(rgb), compress_level)
     h, w, _ = rgb.shape
     deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
-    data = deflate.compress(_paeth_rows(rgb)) + deflate.flush()
+    # in blocks of rows, so that a large custom size does not hold a dozen int16 copies of the image
+    data = [deflate.compress(_paeth_rows(rgb[max(0, r - 1):r + PAETH_ROWS], above=r > 0))
+            for r in range(0, h, PAETH_ROWS)]
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+            + _chunk(b"IDAT", b"".join(data) + deflate.flush()) + _chunk(b"IEND", b""))
 
 
-def _paeth_rows(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> PNG scanlines (H, 1 + 3W), each filter type 4: every byte minus the Paeth predictor of
-    its left (a), upper (b) and upper-left (c) neighbours, zero outside the image (PNG spec 9.4)."""
+def _paeth_rows(rgb: np.ndarray, *, above: bool) -> np.ndarray:
+    """(H, W, 3) uint8 -> PNG scanlines, each filter type 4: every byte minus the Paeth predictor of its left (a),
+    upper (b) and upper-left (c) neighbours, zero outside the image (PNG spec 9.4). With `above`, rgb's first row
+    is the row above the block: it only gives the upper neighbours of the next."""
     h, w, _ = rgb.shape
     x = rgb.reshape(h, 3 * w).astype(np.int16)
     a, b, c = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
@@ -67,7 +73,7 @@ def _paeth_rows(rgb: np.ndarray) -> np.ndarray:
     rows = np.empty((h, 1 + 3 * w), np.uint8)
     rows[:, 0] = 4
     np.subtract(x, predictor, out=rows[:, 1:], casting="unsafe")   # modulo 256
-    return rows
+    return rows[1:] if above else rows
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

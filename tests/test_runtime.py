@@ -184,13 +184,18 @@ def test_sample_cli_writes_a_dataset_and_resumes(entry, tmp_path):
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
-def test_image_pngs_decode_to_the_sampled_pixels(shape):
+@pytest.mark.parametrize("block", [256, 5])
+def test_image_pngs_decode_to_the_sampled_pixels(shape, block, monkeypatch):
     """runtime.writer's own level-1 PNG (Paeth rows, Huffman-only coding): every decoder sees the same pixels as
-    Pillow's PNG of the array, on noise (every Paeth branch, wrap-around modulo 256) and on smooth ramps."""
+    Pillow's PNG of the array, on noise (every Paeth branch, wrap-around modulo 256) and on smooth ramps, filtered
+    in one block of rows or in several."""
     import io
     import zlib
 
+    from runtime import writer
     from runtime.writer import image_png_bytes
+
+    monkeypatch.setattr(writer, "PAETH_ROWS", block)
 
     rng = np.random.default_rng(0)
     h, w = shape
