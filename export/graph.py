@@ -81,12 +81,11 @@ class SamplerGraph(nn.Module):
     def forward(self, z: torch.Tensor):
         """dtype: weights and arithmetic inside (fp16/bf16 for GPUs); the latent comes in as float32 and the
         post-processing runs in float32."""
-        if self.heads is None:
-            out = self.G.synthesize(self.G.grid_features(z.to(self.dtype)), n_rgb=1)
-            return (to_uint8(out.images[-1], None)[0],)
         x = self.G.grid_features(z.to(self.dtype))
         for block in self.G.body:
             x = block(x)
+        if self.heads is None:
+            return (to_uint8(torch.tanh(self.G.rgb_converters[-1](x)), None)[0],)
         out = self.heads(x)
         logits = out[:, 3:]
         image, mask = to_uint8(torch.tanh(out[:, :3]), logits)

@@ -6,31 +6,29 @@ model.safetensors or its run (the bundled coins scene) gets the exporter's curre
 
 Spectral norm is folded in an exported graph, so its initializers are the plain weights the sampler runs; they
 load into a generator without spectral norm (the RGB heads of the inner blocks are not in the graph and play no
-part in sampling). Training facts, quality reference and training frames are carried over as they are. Before the
-new entry is kept, the new fp32 graph must give the old one's outputs (uint8 |delta| <= 1, masks >= 99.9 %) over
-the export's grids and batch sizes.
+part in sampling). Training facts, quality reference and training frames are carried over as they are. Before
+anything is written, the recovered generator must give the old graph's outputs over the export's grids and batch
+sizes (onnx_export.parity: uint8 |delta| <= 1, masks >= 99.9 %); the export then checks the new graphs against it.
+OUT must not exist yet.
 """
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import torch  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 
-from export.onnx_export import accept_parity, compare, cpu_session, latents, parity_grids  # noqa: E402
-from export.onnx_export import PARITY_BATCHES  # noqa: E402
+from export.onnx_export import parity  # noqa: E402
 from export.graph import remove_spectral_norms  # noqa: E402
-from export.writer import write_entry  # noqa: E402
+from export.writer import check_destination, write_entry  # noqa: E402
 from trainer.config import ModelConfig  # noqa: E402
 from trainer.generator import Generator  # noqa: E402
-from zoo.errors import log_to_stderr  # noqa: E402
+from zoo.errors import UserError, log_to_stderr  # noqa: E402
 
 
 def generator_from_onnx(config: dict, path: Path) -> Generator:
@@ -47,7 +45,8 @@ def generator_from_onnx(config: dict, path: Path) -> Generator:
     inner_heads = {f"rgb_converters.{i}.{p}" for i in range(len(G.body) - 1) for p in ("weight", "bias")}
     if set(params) - set(sd) != inner_heads or set(sd) - set(params):
         raise SystemExit(f"{path}: weights do not match the config's generator (missing "
-                         f"{sorted(set(params) - set(sd) - inner_heads)}, unexpected {sorted(set(sd) - set(params))})")
+                         f"{sorted(set(params) - set(sd) - inner_heads)}, unexpected {sorted(set(sd) - set(params))}); this script "
+                         "reads graphs in the resize form with two heads, as exported before issue 14")
     with torch.no_grad():
         for name, value in sd.items():
             if params[name].shape != value.shape:
@@ -55,17 +54,6 @@ def generator_from_onnx(config: dict, path: Path) -> Generator:
                                  f"{tuple(params[name].shape)}")
             params[name].copy_(value)
     return G.requires_grad_(False)
-
-
-def same_function(old: Path, new: Path, G: Generator) -> dict:
-    a, b = cpu_session(str(old)), cpu_session(str(new))
-    rng = np.random.default_rng(0)
-    report = []
-    for grid in parity_grids(G):
-        for batch in PARITY_BATCHES:
-            z = latents(rng, batch, G.cfg.noise_dim, grid)
-            report.append({"grid": list(grid), "batch": batch, **compare(a.run(None, {"z": z}), b.run(None, {"z": z})).as_dict()})
-    return accept_parity(report, f"{new} against {old}")
 
 
 def main() -> None:
@@ -77,8 +65,12 @@ def main() -> None:
     ap.add_argument("--image-license", required=True)
     ap.add_argument("--license", required=True)
     a = ap.parse_args()
+    check_destination(a.out, overwrite=False)
     config = json.loads((a.entry / "config.json").read_text())
-    G = generator_from_onnx(config, a.entry / "onnx/generator.onnx")
+    old = a.entry / "onnx/generator.onnx"
+    G = generator_from_onnx(config, old)
+    report = parity(G, old.read_bytes(), str(old))
+    print(f"{old}: the recovered weights give its outputs, worst {report['worst']}")
     precisions = tuple(f["precision"] for f in config["files"].values() if "precision" in f)
     extra = {name: a.entry / name for name in config["files"] if name.startswith("training/")}
     stats = json.loads((a.entry / "quality.json").read_text()) if "quality.json" in config["files"] else None
@@ -86,13 +78,11 @@ def main() -> None:
     log_to_stderr(quiet=False)
     write_entry(G, a.out, config["classes"], config["training"], precisions=precisions, weights=False, card=card,
                 extra=extra, reference_stats=stats)
-    try:
-        report = same_function(a.entry / "onnx/generator.onnx", a.out / "onnx/generator.onnx", G)
-    except Exception:
-        shutil.rmtree(a.out)
-        raise
-    print(f"{a.out}: same function as {a.entry}'s fp32 graph, worst {report['worst']}")
+    print(f"{a.out}: exported again")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
